@@ -1,0 +1,49 @@
+"""The app factory: `create_app(settings)` wires the runtime and the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from embtune import __version__
+from embtune.api.errors import install_error_handlers
+from embtune.api.routes import health, models, tasks
+from embtune.config import Settings
+from embtune.runtime import Runtime
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    """`run_worker=None` runs an in-process worker only on the embedded broker."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(settings)
+        app.state.runtime = rt
+        worker = run_worker if run_worker is not None else rt.broker.kind == "embedded"
+        if worker:
+            rt.start_worker()
+        rt.start_recovery()
+        try:
+            yield
+        finally:
+            rt.close()
+
+    app = FastAPI(
+        title="embtune",
+        version=__version__,
+        description="Fine-tune a search engine's embedding model from its own clickstream.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(tasks.router)
+    return app

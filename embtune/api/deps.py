@@ -1,0 +1,28 @@
+"""Short dependency aliases; the runtime is built by the app factory and stored on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from embtune.runtime import Runtime
+from embtune.services.models import ModelService
+from embtune.services.tasks import TaskService
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_tasks(request: Request) -> TaskService:
+    return request.app.state.runtime.tasks
+
+
+def get_models(request: Request) -> ModelService:
+    return request.app.state.runtime.models
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+TasksDep = Annotated[TaskService, Depends(get_tasks)]
+ModelsDep = Annotated[ModelService, Depends(get_models)]

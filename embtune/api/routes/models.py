@@ -1,0 +1,58 @@
+"""`/api/v1/embedding-models` and `/api/v1/plugins`: the model registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from embtune.api.deps import ModelsDep
+from embtune.api.schemas import ErrorBody, ModelCreate, ModelPublic, PluginPublic
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+@router.post(
+    "/embedding-models",
+    response_model=ModelPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={400: {"model": ErrorBody}},
+)
+def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
+    return ModelPublic.of(models.register(**body.model_dump()))
+
+
+@router.get("/embedding-models", response_model=list[ModelPublic])
+def list_models(
+    models: ModelsDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[ModelPublic]:
+    page, total = models.page(offset=offset, limit=limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [ModelPublic.of(m) for m in page]
+
+
+@router.get(
+    "/embedding-models/{model_id}",
+    response_model=ModelPublic,
+    responses={404: {"model": ErrorBody}},
+)
+def get_model(model_id: str, models: ModelsDep) -> ModelPublic:
+    return ModelPublic.of(models.get(model_id))
+
+
+@router.get(
+    "/embedding-models/{model_id}/lineage",
+    response_model=list[ModelPublic],
+    responses={404: {"model": ErrorBody}},
+)
+def model_lineage(model_id: str, models: ModelsDep) -> list[ModelPublic]:
+    """The model, its parent, and so on back to the base model."""
+    return [ModelPublic.of(m) for m in models.lineage(model_id)]
+
+
+@router.get("/plugins", response_model=list[PluginPublic])
+def list_plugins(models: ModelsDep) -> list[PluginPublic]:
+    return [PluginPublic(**p) for p in models.describe_plugins()]

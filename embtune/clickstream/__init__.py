@@ -1,0 +1,1 @@
+"""Clickstream value objects and pure transforms from search sessions to training data."""

@@ -1,0 +1,85 @@
+"""Settings: the one place configuration enters embtune.
+
+Built once at start-up (`Settings()`), passed down explicitly; nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BrokerKind = Literal["embedded", "redis", "rabbitmq"]
+
+
+class Settings(BaseSettings):
+    """Every knob of embtune, read from `EMBTUNE_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBTUNE_", extra="ignore")
+
+    data_dir: Path = Field(Path("./.embtune"), description="Where the SQLite file and models live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default a SQLite file in the data dir."
+    )
+    broker_url: str = Field(
+        "embedded",
+        description="`embedded` (in-process), `redis://…` or `amqp://…`.",
+    )
+    queue_name: str = Field("fine_tuning", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    redis_namespace: str = Field("embtune", description="Key prefix for the Redis broker.")
+    abort_redis_url: str | None = Field(
+        None, description="Redis for abort signals; default: the broker's Redis, else the database."
+    )
+
+    worker_threads: int = Field(1, ge=1, le=64, description="Concurrent tasks per worker process.")
+    embedded_worker: bool = Field(True, description="Run a worker inside `embtune serve`.")
+    heartbeat_interval_s: float = Field(1.0, gt=0, le=60)
+    heartbeat_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=100, description="Runs of a task before it fails.")
+    recovery_interval_s: float = Field(10.0, gt=0)
+    undelivered_after_s: float = Field(
+        2.0, ge=0, description="A pending task never sent for this long is sent again."
+    )
+    redeliver_after_s: float = Field(
+        900.0, gt=0, description="A pending task sent but not claimed for this long is resent."
+    )
+    abort_grace_s: float = Field(
+        15.0, ge=0, description="How long a canceled run may take to stop by itself."
+    )
+    task_time_limit_s: float = Field(24 * 3600.0, gt=0)
+
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Extra plugin classes as `module:Class`, besides entry points.",
+    )
+    artifacts_url: str | None = Field(
+        None, description="Where tuned models are stored; default `<data_dir>/models`."
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+            raise ValueError("must be 'embedded', a redis:// URL or an amqp:// URL")
+        return value
+
+    @property
+    def broker_kind(self) -> BrokerKind:
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return "redis"
+        if self.broker_url.startswith(("amqp://", "amqps://")):
+            return "rabbitmq"
+        return "embedded"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'embtune.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.data_dir / "models").resolve()

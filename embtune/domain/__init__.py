@@ -1,0 +1,1 @@
+"""Pure logic: task states, allowed transitions, retry policy, value objects."""

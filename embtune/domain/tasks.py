@@ -1,0 +1,142 @@
+"""Task states and the transitions between them, written down once.
+
+Every status change anywhere in embtune is one of `Transition`: storage turns it into a
+compare-and-set `UPDATE … WHERE status IN (sources)`, so racing workers, cancels and restarts can
+only ever produce the states this table allows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    pending = "pending"
+    processing = "processing"
+    done = "done"
+    canceled = "canceled"
+    failed = "failed"
+    refused = "refused"
+
+    @classmethod
+    def parse(cls, value: str) -> TaskStatus:
+        """Case-insensitive lookup, so `?status=PENDING` works as the seed docs show."""
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            valid = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown status {value!r}; valid: {valid}") from None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.refused, TaskStatus.canceled})
+FINISHED_WITH_RESULT = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.refused})
+
+
+@dataclass(frozen=True)
+class TransitionRule:
+    sources: frozenset[TaskStatus]
+    target: TaskStatus
+
+
+class Transition(enum.Enum):
+    """Named state changes; the value is (allowed sources, target)."""
+
+    create = TransitionRule(frozenset(), TaskStatus.pending)
+    claim = TransitionRule(frozenset({TaskStatus.pending}), TaskStatus.processing)
+    complete = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.done)
+    fail = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed)
+    refuse = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.refused)
+    cancel = TransitionRule(
+        frozenset({TaskStatus.pending, TaskStatus.processing}), TaskStatus.canceled
+    )
+    restart = TransitionRule(
+        frozenset(TaskStatus) - {TaskStatus.processing}, TaskStatus.pending
+    )
+    requeue = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.pending)
+    give_up = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed)
+
+    @property
+    def sources(self) -> frozenset[TaskStatus]:
+        return self.value.sources
+
+    @property
+    def target(self) -> TaskStatus:
+        return self.value.target
+
+    def allows(self, status: TaskStatus) -> bool:
+        return status in self.sources
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is; `extra` carries method-specific figures (epoch, loss, eta_s)."""
+
+    fraction: float = 0.0
+    step: int = 0
+    total_steps: int = 0
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fraction": self.fraction,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "message": self.message,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Progress:
+        if not raw:
+            return cls()
+        known = {"fraction", "step", "total_steps", "message"}
+        return cls(
+            fraction=float(raw.get("fraction", 0.0)),
+            step=int(raw.get("step", 0)),
+            total_steps=int(raw.get("total_steps", 0)),
+            message=str(raw.get("message", "")),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    status: TaskStatus
+    embedding_model_id: str
+    idempotency_key: str | None
+    batch_id: str | None
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    broker_id: str | None
+    progress: Progress
+    metrics: dict[str, Any] | None
+    result_model_id: str | None
+    detail: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    dispatched_at: datetime | None
+    worker_id: str | None
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    id: int
+    task_id: str
+    kind: str  # "transition" | "progress"
+    from_status: TaskStatus | None
+    to_status: TaskStatus | None
+    message: str
+    created_at: datetime

@@ -1,0 +1,121 @@
+"""The plugin interface every fine-tuning method implements.
+
+A plugin validates its params (a Pydantic model, so the API can publish its JSON schema and name
+each bad field) and runs with a `RunContext` that is its only window on the outside world: the
+source model, the training data, progress reporting and cancellation. Plugins import no HTTP or
+SQL code; the lifecycle (claiming, heartbeats, terminal states, registering the result) is the
+runner's job, not theirs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from embtune.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from embtune.clickstream.sessions import Session
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingData(Protocol):
+    """Read access to what a task trains on: the batch's sessions and the item catalogue."""
+
+    @property
+    def batch_id(self) -> str | None: ...
+
+    def sessions(self) -> list[Session]: ...
+
+    def item_texts(self, object_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Texts of the given items (all items when None); unknown ids are left out."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    id: str
+    name: str
+    source: str  # `builtin:<alias>` or a local directory
+
+
+@dataclass
+class RunContext:
+    """What a plugin gets for one run. Callbacks are bound by the runner."""
+
+    task_id: str
+    model: SourceModel
+    params: BaseModel
+    output_dir: Path
+    data: TrainingData | None
+    report: Callable[..., None]
+    should_stop: Callable[[], bool]
+
+    def progress(
+        self, step: int, total_steps: int, message: str = "", **extra: Any
+    ) -> None:
+        """Record progress (throttled by the runner) and stop the run if it was canceled."""
+        self.report(step=step, total_steps=total_steps, message=message, **extra)
+        self.check_stop()
+
+    def check_stop(self) -> None:
+        from embtune.errors import TaskStopped
+
+        if self.should_stop():
+            raise TaskStopped("task was canceled or taken over")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A successful run: metrics to store on the task and the directory of the new model."""
+
+    metrics: dict[str, Any]
+    model_dir: Path
+    model_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FineTuningPlugin(ABC):
+    """Subclass, set the class attributes, implement `run`; register via entry point
+    `embtune.plugins` (`name = "pkg.module:Class"`) or `EMBTUNE_PLUGINS`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    trainable: ClassVar[bool] = True
+    params_model: ClassVar[type[BaseModel]] = NoParams
+
+    def validate_params(self, raw: Mapping[str, Any] | None) -> BaseModel:
+        """One validation function, used by the API at create time and the worker at run time."""
+        try:
+            return self.params_model.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            errors = [
+                {
+                    "loc": ["body", "params", *map(str, err["loc"])],
+                    "msg": err["msg"],
+                    "type": err["type"],
+                }
+                for err in exc.errors(include_url=False, include_input=False)
+            ]
+            fields = ", ".join(".".join(e["loc"][1:]) for e in errors)
+            message = f"invalid params for plugin {self.name!r}: {fields}"
+            raise InvalidParams(message, errors) from None
+
+    def params_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+    def estimate_seconds(self, params: BaseModel, data: TrainingData | None) -> float | None:
+        """Optional: a duration estimate for preflight."""
+        return None
+
+    @abstractmethod
+    def run(self, ctx: RunContext) -> RunResult:
+        """Train; raise `TaskRefused` for a deterministic refusal, anything else fails the run."""

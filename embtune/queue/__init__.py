@@ -1,0 +1,1 @@
+"""The task queue: the broker built from settings, the actor, abort signalling."""

@@ -1,0 +1,127 @@
+"""The composition root: builds every collaborator from settings, once, at start-up.
+
+Used by the app factory (`embtune serve`) and the worker start-up (`embtune worker`); nothing
+else constructs engines, brokers or services.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import dramatiq
+
+from embtune.artifacts import ArtifactStore
+from embtune.config import Settings
+from embtune.domain.retry import RetryPolicy
+from embtune.plugins.registry import PluginRegistry
+from embtune.queue.brokers import BrokerBundle, build_broker
+from embtune.queue.dispatch import Dispatcher, declare_actor
+from embtune.services.models import ModelService
+from embtune.services.recovery import PeriodicRecovery, Recovery
+from embtune.services.runner import DataFactory, TaskRunner
+from embtune.services.tasks import TaskService
+from embtune.storage import migrate
+from embtune.storage.db import Database, make_engine
+
+log = logging.getLogger(__name__)
+
+WORKER_POLL_MS = 100  # how long an idle consumer waits before polling again: dispatch latency
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    plugins: PluginRegistry
+    broker: BrokerBundle
+    dispatcher: Dispatcher
+    artifacts: ArtifactStore
+    models: ModelService
+    tasks: TaskService
+    runner: TaskRunner
+    recovery: Recovery
+    _worker: dramatiq.Worker | None = field(default=None, init=False)
+    _periodic: PeriodicRecovery | None = field(default=None, init=False)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        run_migrations: bool = True,
+        data_factory: DataFactory | None = None,
+    ) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(make_engine(settings.resolved_database_url))
+        if run_migrations:
+            migrate.upgrade(db.engine)
+        plugins = PluginRegistry.discover(settings.plugins)
+        bundle = build_broker(settings, db)
+        dispatcher = Dispatcher(bundle, settings.queue_name)
+        artifacts = ArtifactStore(settings.models_dir)
+        tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s)
+        runner_kwargs = {"data_factory": data_factory} if data_factory else {}
+        runner = TaskRunner(
+            db,
+            plugins,
+            artifacts,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            requeue=tasks.send,
+            **runner_kwargs,
+        )
+        recovery = Recovery(
+            db,
+            tasks,
+            RetryPolicy(settings.max_attempts),
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            undelivered_after_s=settings.undelivered_after_s,
+            redeliver_after_s=settings.redeliver_after_s,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            plugins=plugins,
+            broker=bundle,
+            dispatcher=dispatcher,
+            artifacts=artifacts,
+            models=ModelService(db, plugins),
+            tasks=tasks,
+            runner=runner,
+            recovery=recovery,
+        )
+
+    def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
+        """Consume the task queue in this process (embedded mode and `embtune worker`)."""
+        declare_actor(
+            self.broker,
+            self.settings.queue_name,
+            self.runner.handle,
+            int(self.settings.task_time_limit_s * 1000),
+        )
+        worker = dramatiq.Worker(
+            self.broker.broker,
+            queues={self.settings.queue_name},
+            worker_threads=threads or self.settings.worker_threads,
+            worker_timeout=WORKER_POLL_MS,
+        )
+        worker.start()
+        self._worker = worker
+        if self.broker.kind == "embedded":
+            # The in-memory queue died with the last process: every pending task goes again.
+            resent = self.recovery.resend_all_pending()
+            if resent:
+                log.info("resent %d pending task(s) to the embedded broker", resent)
+        return worker
+
+    def start_recovery(self) -> None:
+        self._periodic = PeriodicRecovery(self.recovery, self.settings.recovery_interval_s)
+        self._periodic.start()
+
+    def close(self) -> None:
+        if self._periodic is not None:
+            self._periodic.stop()
+        if self._worker is not None:
+            self._worker.stop(timeout=int(self.settings.abort_grace_s * 1000))
+        self.broker.broker.close()
+        self.db.dispose()

@@ -1,0 +1,1 @@
+"""Use cases, each owning its transaction: tasks, models, runs, recovery."""

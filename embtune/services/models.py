@@ -1,0 +1,81 @@
+"""Registering and reading embedding models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embtune.artifacts import resolve_source
+from embtune.domain.models import EmbeddingModel
+from embtune.errors import BadRequest, NotFound
+from embtune.plugins.registry import PluginRegistry
+from embtune.storage.db import Database, utcnow
+from embtune.storage.ids import new_id
+from embtune.storage.models_repo import ModelRepository
+
+
+class ModelService:
+    def __init__(self, db: Database, plugins: PluginRegistry) -> None:
+        self.db = db
+        self.plugins = plugins
+        self.repo = ModelRepository()
+
+    def register(self, *, name: str, plugin_name: str, source: str) -> EmbeddingModel:
+        if self.plugins.find(plugin_name) is None:
+            known = ", ".join(p.name for p in self.plugins.all())
+            raise BadRequest(f"plugin_name: {plugin_name!r} is not installed (installed: {known})")
+        try:
+            resolved = resolve_source(source)
+        except ValueError as exc:
+            raise BadRequest(f"source: {exc}") from None
+        stored = source if source.startswith("builtin:") else str(resolved)
+        with self.db.transaction() as session:
+            return self.repo.insert(
+                session,
+                {
+                    "id": new_id(),
+                    "name": name,
+                    "plugin_name": plugin_name,
+                    "source": stored,
+                    "parent_id": None,
+                    "task_id": None,
+                    "metrics": None,
+                    "created_at": utcnow(),
+                },
+            )
+
+    def get(self, model_id: str) -> EmbeddingModel:
+        with self.db.read() as session:
+            model = self.repo.get(session, model_id)
+        if model is None:
+            raise NotFound(f"embedding model {model_id!r} not found")
+        return model
+
+    def page(self, *, offset: int, limit: int) -> tuple[list[EmbeddingModel], int]:
+        with self.db.read() as session:
+            return self.repo.page(session, offset=offset, limit=limit)
+
+    def lineage(self, model_id: str, max_depth: int = 100) -> list[EmbeddingModel]:
+        """The model and its ancestors, newest first."""
+        chain: list[EmbeddingModel] = []
+        current: str | None = model_id
+        with self.db.read() as session:
+            while current is not None and len(chain) < max_depth:
+                model = self.repo.get(session, current)
+                if model is None:
+                    break
+                chain.append(model)
+                current = model.parent_id
+        if not chain:
+            raise NotFound(f"embedding model {model_id!r} not found")
+        return chain
+
+    def describe_plugins(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": p.name,
+                "description": p.description,
+                "trainable": p.trainable,
+                "params_schema": p.params_schema(),
+            }
+            for p in self.plugins.all()
+        ]

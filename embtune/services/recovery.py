@@ -1,0 +1,144 @@
+"""Recovery: the database is the source of truth, the broker only a doorbell.
+
+Runs at start-up and periodically, in the API process and in every worker; concurrent recoverers
+are safe because each action is a guarded transition and duplicate messages are ignored by the
+claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from embtune.domain.retry import RetryDecision, RetryPolicy
+from embtune.domain.tasks import Transition
+from embtune.services.tasks import TaskService
+from embtune.storage.db import Database, utcnow
+from embtune.storage.ids import new_id
+from embtune.storage.tables import TaskRow
+from embtune.storage.tasks_repo import TaskRepository
+
+log = logging.getLogger(__name__)
+
+SCAN_LIMIT = 500
+
+
+@dataclass
+class RecoveryReport:
+    resent: int = 0
+    requeued: int = 0
+    failed: int = 0
+
+
+class Recovery:
+    def __init__(
+        self,
+        db: Database,
+        tasks: TaskService,
+        policy: RetryPolicy,
+        *,
+        heartbeat_timeout_s: float,
+        undelivered_after_s: float,
+        redeliver_after_s: float,
+    ) -> None:
+        self.db = db
+        self.tasks = tasks
+        self.policy = policy
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.undelivered_after_s = undelivered_after_s
+        self.redeliver_after_s = redeliver_after_s
+        self.repo = TaskRepository()
+
+    def resend_all_pending(self) -> int:
+        """After an in-memory broker starts, every pending task's message is gone: send again."""
+        with self.db.read() as session:
+            pending = self.repo.all_pending(session, limit=100_000)
+        return sum(self.tasks.send(t.id, t.broker_id) for t in pending if t.broker_id)
+
+    def run_once(self) -> RecoveryReport:
+        report = RecoveryReport()
+        now = utcnow()
+        with self.db.read() as session:
+            undelivered = self.repo.undelivered(
+                session,
+                unsent_before=now - timedelta(seconds=self.undelivered_after_s),
+                sent_before=now - timedelta(seconds=self.redeliver_after_s),
+                limit=SCAN_LIMIT,
+            )
+            cutoff = now - timedelta(seconds=self.heartbeat_timeout_s)
+            stale = self.repo.stale(session, heartbeat_before=cutoff, limit=SCAN_LIMIT)
+        for task in undelivered:
+            if task.broker_id and self.tasks.send(task.id, task.broker_id):
+                report.resent += 1
+        for task in stale:
+            if self.policy.decide(task.attempts) is RetryDecision.requeue:
+                report.requeued += self._requeue(task.id, task.broker_id, cutoff)
+            else:
+                report.failed += self._give_up(task.id, task.broker_id, task.attempts, cutoff)
+        if report.resent or report.requeued or report.failed:
+            log.info("recovery: %s", report)
+        return report
+
+    def _requeue(self, task_id: str, old_broker_id: str | None, cutoff: object) -> int:
+        broker_id = new_id()
+        with self.db.transaction() as session:
+            task = self.repo.apply(
+                session,
+                task_id,
+                Transition.requeue,
+                broker_id=old_broker_id,
+                extra_where=[TaskRow.heartbeat_at < cutoff],
+                message="worker stopped heart-beating; re-queued",
+                values={
+                    "broker_id": broker_id,
+                    "dispatched_at": None,
+                    "heartbeat_at": None,
+                    "worker_id": None,
+                },
+            )
+        if task is None:
+            return 0
+        self.tasks.send(task_id, broker_id)
+        return 1
+
+    def _give_up(self, task_id: str, broker_id: str | None, attempts: int, cutoff: object) -> int:
+        detail = self.policy.give_up_detail(attempts)
+        with self.db.transaction() as session:
+            task = self.repo.apply(
+                session,
+                task_id,
+                Transition.give_up,
+                broker_id=broker_id,
+                extra_where=[TaskRow.heartbeat_at < cutoff],
+                message=detail,
+                values={"detail": detail, "finished_at": utcnow()},
+            )
+        return int(task is not None)
+
+
+class PeriodicRecovery:
+    """A daemon thread calling `Recovery.run_once` every `interval_s` until stopped."""
+
+    def __init__(self, recovery: Recovery, interval_s: float) -> None:
+        self.recovery = recovery
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="embtune-recovery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.recovery.run_once()
+            except Exception:
+                log.warning("recovery pass failed; retrying", exc_info=True)
+            if self._stop.wait(self.interval_s):
+                return

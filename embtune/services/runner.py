@@ -1,0 +1,303 @@
+"""The worker side of a task's lifecycle, in one place: claim, heartbeat, run, finish.
+
+A message runs a task only if it can claim it (pending → processing with a matching broker id),
+so a stale, duplicated or restarted message does nothing. While the plugin runs, a monitor
+thread heart-beats and flushes progress once a second; when its guarded heartbeat stops matching
+(task canceled or re-queued elsewhere) it raises the stop flag the plugin checks every step.
+Every way out of a run — result, refusal, error, interrupt — ends in a recorded terminal state
+or leaves the task to its new owner; a result is registered in the same transaction that marks
+the task done, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dramatiq.middleware import Interrupt, Shutdown, TimeLimitExceeded
+
+from embtune.artifacts import ArtifactStore
+from embtune.domain.models import EmbeddingModel
+from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
+from embtune.errors import EmbtuneError, TaskRefused, TaskStopped
+from embtune.plugins.base import RunContext, RunResult, SourceModel, TrainingData
+from embtune.plugins.registry import PluginRegistry
+from embtune.storage.db import Database, utcnow
+from embtune.storage.ids import new_id
+from embtune.storage.models_repo import ModelRepository
+from embtune.storage.tables import TaskRow
+from embtune.storage.tasks_repo import TaskRepository
+
+log = logging.getLogger(__name__)
+
+DataFactory = Callable[[Task], "TrainingData | None"]
+
+
+def _no_data(_task: Task) -> TrainingData | None:
+    return None
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@dataclass
+class _LiveRun:
+    """Mutable state shared by the plugin thread and the monitor thread of one run."""
+
+    task_id: str
+    broker_id: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    progress: Progress | None = None
+    dirty: bool = False
+    new_messages: list[str] = field(default_factory=list)
+    last_message: str = ""
+
+    def report(self, *, step: int, total_steps: int, message: str = "", **extra: Any) -> None:
+        fraction = min(1.0, step / total_steps) if total_steps else 0.0
+        with self.lock:
+            self.progress = Progress(fraction, step, total_steps, message, dict(extra))
+            self.dirty = True
+            if message and message != self.last_message:
+                self.new_messages.append(message)
+                self.last_message = message
+
+    def take(self) -> tuple[Progress | None, list[str]]:
+        with self.lock:
+            if not self.dirty:
+                return None, []
+            progress, messages = self.progress, self.new_messages
+            self.dirty, self.new_messages = False, []
+            return progress, messages
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        db: Database,
+        plugins: PluginRegistry,
+        artifacts: ArtifactStore,
+        *,
+        heartbeat_interval_s: float,
+        data_factory: DataFactory = _no_data,
+        requeue: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.plugins = plugins
+        self.artifacts = artifacts
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.data_factory = data_factory
+        self.requeue = requeue
+        self.tasks = TaskRepository()
+        self.models = ModelRepository()
+
+    # -- entry point (called by the actor) ------------------------------------------------------
+    def handle(self, task_id: str, broker_id: str) -> None:
+        task = self._claim(task_id, broker_id)
+        if task is None:
+            log.info("message %s for task %s is stale; ignored", broker_id, task_id)
+            return
+        live = _LiveRun(task_id, broker_id)
+        monitor = threading.Thread(
+            target=self._monitor, args=(live,), name=f"embtune-monitor-{task_id}", daemon=True
+        )
+        monitor.start()
+        staging = None
+        try:
+            staging = self.artifacts.staging_dir(task_id, broker_id)
+            self._run(task, live, staging)
+        except TaskStopped:
+            log.info("task %s stopped: canceled or taken over", task_id)
+            self._note(task_id, "run stopped: the task was canceled or taken over")
+        except TaskRefused as exc:
+            self._finish(live, Transition.refuse, detail=exc.detail)
+        except TimeLimitExceeded:
+            self._finish(live, Transition.fail, detail="time limit exceeded")
+        except Shutdown:
+            self._hand_back(live, "worker shut down during the run; re-queued")
+        except Interrupt:  # dramatiq-abort's Abort: canceled and did not stop in time
+            self._finish(live, Transition.fail, detail="run interrupted by an abort request")
+        except Exception as exc:
+            log.exception("task %s failed", task_id)
+            self._finish(live, Transition.fail, detail=_describe(exc))
+        except BaseException:
+            self._finish(live, Transition.fail, detail="run interrupted")
+            raise
+        finally:
+            live.stop.set()
+            monitor.join(timeout=5)
+            if staging is not None:
+                self.artifacts.discard(staging)
+
+    # -- phases --------------------------------------------------------------------------------
+    def _claim(self, task_id: str, broker_id: str) -> Task | None:
+        now = utcnow()
+        with self.db.transaction() as session:
+            return self.tasks.apply(
+                session,
+                task_id,
+                Transition.claim,
+                broker_id=broker_id,
+                message=f"claimed by {worker_identity()}",
+                values={
+                    "started_at": now,
+                    "heartbeat_at": now,
+                    "finished_at": None,
+                    "attempts": TaskRow.attempts + 1,
+                    "worker_id": worker_identity(),
+                    "progress": Progress(message="starting").to_dict(),
+                    "detail": None,
+                },
+            )
+
+    def _run(self, task: Task, live: _LiveRun, staging: Path) -> None:
+        with self.db.read() as session:
+            model = self.models.get(session, task.embedding_model_id)
+        if model is None:
+            raise TaskRefused(f"embedding model {task.embedding_model_id} no longer exists")
+        try:
+            plugin = self.plugins.get_trainable(model.plugin_name)
+            params = plugin.validate_params(task.params)
+        except EmbtuneError as exc:
+            raise TaskRefused(exc.detail) from None
+        ctx = RunContext(
+            task_id=task.id,
+            model=SourceModel(id=model.id, name=model.name, source=model.source),
+            params=params,
+            output_dir=staging,
+            data=self.data_factory(task),
+            report=live.report,
+            should_stop=live.stop.is_set,
+        )
+        result = plugin.run(ctx)
+        ctx.check_stop()
+        self._complete(task, model, live, result)
+
+    def _complete(
+        self, task: Task, source: EmbeddingModel, live: _LiveRun, result: RunResult
+    ) -> None:
+        model_id = new_id()
+        published = self.artifacts.publish(result.model_dir, model_id)
+        try:
+            with self.db.transaction() as session:
+                self.models.insert(
+                    session,
+                    {
+                        "id": model_id,
+                        "name": result.model_name or f"{source.name} (task {task.id})",
+                        "plugin_name": source.plugin_name,
+                        "source": str(published),
+                        "parent_id": source.id,
+                        "task_id": task.id,
+                        "metrics": result.metrics,
+                        "created_at": utcnow(),
+                    },
+                )
+                done = self.tasks.apply(
+                    session,
+                    task.id,
+                    Transition.complete,
+                    broker_id=live.broker_id,
+                    message=f"registered model {model_id}",
+                    values={
+                        "metrics": result.metrics,
+                        "result_model_id": model_id,
+                        "finished_at": utcnow(),
+                        "progress": _final_progress(live, "done"),
+                    },
+                )
+                if done is None:
+                    raise TaskStopped("task left processing before its result was registered")
+        except BaseException:
+            self.artifacts.discard(published)
+            raise
+
+    def _finish(self, live: _LiveRun, transition: Transition, *, detail: str) -> None:
+        """Record failed/refused — only if this run still owns the task (never over canceled)."""
+        try:
+            with self.db.transaction() as session:
+                self.tasks.apply(
+                    session,
+                    live.task_id,
+                    transition,
+                    broker_id=live.broker_id,
+                    message=detail,
+                    values={
+                        "detail": detail,
+                        "finished_at": utcnow(),
+                        "progress": _final_progress(live, transition.target.value),
+                    },
+                )
+        except Exception:
+            log.exception("could not record %s for task %s", transition.name, live.task_id)
+
+    def _note(self, task_id: str, message: str) -> None:
+        """Append a run event without touching the status (the run no longer owns the task)."""
+        try:
+            with self.db.transaction() as session:
+                self.tasks.add_event(session, task_id, "run", None, None, message)
+        except Exception:
+            log.exception("could not record a note for task %s", task_id)
+
+    def _hand_back(self, live: _LiveRun, message: str) -> None:
+        """Give the task back to the queue under a new message id (graceful shutdown)."""
+        new_broker_id = new_id()
+        try:
+            with self.db.transaction() as session:
+                task = self.tasks.apply(
+                    session,
+                    live.task_id,
+                    Transition.requeue,
+                    broker_id=live.broker_id,
+                    message=message,
+                    values={"broker_id": new_broker_id, "dispatched_at": None, "worker_id": None},
+                )
+            if task is not None and self.requeue is not None:
+                self.requeue(live.task_id, new_broker_id)
+        except Exception:
+            log.exception("could not hand task %s back", live.task_id)
+
+    # -- monitor thread -----------------------------------------------------------------------
+    def _monitor(self, live: _LiveRun) -> None:
+        while not live.stop.wait(self.heartbeat_interval_s):
+            try:
+                self._beat(live)
+            except Exception:  # a database blip must not kill the run; next beat retries
+                log.warning("heartbeat for task %s failed", live.task_id, exc_info=True)
+
+    def _beat(self, live: _LiveRun) -> None:
+        progress, messages = live.take()
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if progress is not None:
+            values["progress"] = progress.to_dict()
+        with self.db.transaction() as session:
+            owned = self.tasks.update_live(session, live.task_id, live.broker_id, values)
+            if owned:
+                for message in messages:
+                    self.tasks.add_event(
+                        session, live.task_id, "progress", None, None, message
+                    )
+        if not owned:
+            live.stop.set()
+
+
+def _final_progress(live: _LiveRun, message: str) -> dict[str, Any]:
+    progress = live.progress or Progress()
+    if message == TaskStatus.done.value:
+        total = progress.total_steps or progress.step
+        return Progress(1.0, total, total, message, progress.extra).to_dict()
+    return Progress(progress.fraction, progress.step, progress.total_steps, message,
+                    progress.extra).to_dict()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:2000] if text else type(exc).__name__
+

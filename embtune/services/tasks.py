@@ -1,0 +1,215 @@
+"""Task use cases behind the API: create (idempotent), read, restart, cancel.
+
+Each one owns its transaction and commits before talking to the broker, so a broker outage can
+delay a run but never lose or duplicate a task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from embtune.domain.tasks import FINISHED_WITH_RESULT, Task, TaskEvent, TaskStatus, Transition
+from embtune.errors import Conflict, NotFound
+from embtune.plugins.registry import PluginRegistry
+from embtune.queue.dispatch import Dispatcher
+from embtune.storage.db import Database, utcnow
+from embtune.storage.ids import new_id
+from embtune.storage.models_repo import ModelRepository
+from embtune.storage.tasks_repo import TaskRepository
+
+log = logging.getLogger(__name__)
+
+# Fields a restart wipes: the new run starts from a clean record (earlier models stay registered).
+RUN_FIELDS_RESET: dict[str, Any] = {
+    "attempts": 0,
+    "dispatched_at": None,
+    "progress": None,
+    "metrics": None,
+    "result_model_id": None,
+    "detail": None,
+    "started_at": None,
+    "finished_at": None,
+    "heartbeat_at": None,
+    "worker_id": None,
+}
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class TaskService:
+    def __init__(
+        self,
+        db: Database,
+        plugins: PluginRegistry,
+        dispatcher: Dispatcher,
+        abort_grace_s: float,
+    ) -> None:
+        self.db = db
+        self.plugins = plugins
+        self.dispatcher = dispatcher
+        self.abort_grace_s = abort_grace_s
+        self.tasks = TaskRepository()
+        self.models = ModelRepository()
+
+    # -- create -------------------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        embedding_model_id: str,
+        idempotency_key: str | None = None,
+        batch_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[Task, bool]:
+        """Returns (task, created). Same key and same body → the existing task; else 409."""
+        with self.db.read() as session:
+            model = self.models.get(session, embedding_model_id)
+        if model is None:
+            raise NotFound(f"embedding model {embedding_model_id!r} not found")
+        plugin = self.plugins.get_trainable(model.plugin_name)
+        normalized = plugin.validate_params(params).model_dump(mode="json")
+        fingerprint = request_fingerprint(
+            {
+                "embedding_model_id": embedding_model_id,
+                "batch_id": batch_id,
+                "params": normalized,
+                "metadata": metadata or {},
+            }
+        )
+        now = utcnow()
+        values = {
+            "id": new_id(),
+            "status": TaskStatus.pending.value,
+            "embedding_model_id": embedding_model_id,
+            "idempotency_key": idempotency_key,
+            "request_hash": fingerprint,
+            "batch_id": batch_id,
+            "params": normalized,
+            "meta": metadata or {},
+            "broker_id": new_id(),
+            "progress": None,
+            "metrics": None,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.db.transaction() as session:
+            inserted = self.tasks.insert_if_absent(session, values)
+            if inserted:
+                created = self.tasks.get(session, values["id"])
+            else:
+                assert idempotency_key is not None
+                found = self.tasks.get_by_key(session, idempotency_key)
+                assert found is not None
+                existing, existing_hash = found
+                if existing_hash != fingerprint:
+                    raise Conflict(
+                        f"idempotency_key {idempotency_key!r} was used for task {existing.id} "
+                        "with a different request body"
+                    )
+                return existing, False
+        assert created is not None
+        self.send(created.id, values["broker_id"])
+        return created, True
+
+    def send(self, task_id: str, broker_id: str) -> bool:
+        """Send after commit; a failure leaves the task pending and undelivered for recovery."""
+        try:
+            self.dispatcher.send(task_id, broker_id)
+        except Exception as exc:
+            log.warning("could not send task %s (recovery will resend): %s", task_id, exc)
+            return False
+        try:
+            with self.db.transaction() as session:
+                self.tasks.mark_dispatched(session, task_id, broker_id)
+        except Exception as exc:  # sent but not marked: recovery may resend; claim dedups
+            log.warning("sent task %s but could not record it: %s", task_id, exc)
+        return True
+
+    # -- read ---------------------------------------------------------------------------------
+    def get(self, task_id: str) -> Task:
+        with self.db.read() as session:
+            task = self.tasks.get(session, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        return task
+
+    def page(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        status: TaskStatus | None = None,
+        embedding_model_id: str | None = None,
+    ) -> tuple[list[Task], int]:
+        with self.db.read() as session:
+            return self.tasks.page(
+                session,
+                offset=offset,
+                limit=limit,
+                status=status,
+                embedding_model_id=embedding_model_id,
+            )
+
+    def events(self, task_id: str) -> list[TaskEvent]:
+        with self.db.read() as session:
+            if self.tasks.get(session, task_id) is None:
+                raise NotFound(f"task {task_id!r} not found")
+            return self.tasks.events(session, task_id)
+
+    # -- restart ------------------------------------------------------------------------------
+    def restart(self, task_id: str) -> Task:
+        """Anything but `processing` goes back to `pending` under a new message id; the old
+        message, if it is still queued, no longer matches and is ignored by the worker."""
+        broker_id = new_id()
+        with self.db.transaction() as session:
+            task = self.tasks.get(session, task_id, lock=True)
+            if task is None:
+                raise NotFound(f"task {task_id!r} not found")
+            if task.status is TaskStatus.processing:
+                return task
+            restarted = self.tasks.apply(
+                session,
+                task_id,
+                Transition.restart,
+                message=f"restarted from {task.status.value}",
+                values={"broker_id": broker_id, **RUN_FIELDS_RESET},
+            )
+            if restarted is None:  # unreachable under the row lock; kept as a guard
+                raise Conflict(f"task {task_id} changed state meanwhile; try again")
+        self.send(task_id, broker_id)
+        return restarted
+
+    # -- cancel -------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> Task:
+        with self.db.transaction() as session:
+            task = self.tasks.get(session, task_id, lock=True)
+            if task is None:
+                raise NotFound(f"task {task_id!r} not found")
+            if task.status is TaskStatus.canceled:
+                return task
+            if task.status in FINISHED_WITH_RESULT:
+                raise Conflict(
+                    f"task {task_id} is already {task.status.value}; a finished task cannot "
+                    "be canceled"
+                )
+            canceled = self.tasks.apply(
+                session,
+                task_id,
+                Transition.cancel,
+                message=f"canceled while {task.status.value}",
+                values={"finished_at": utcnow(), "detail": "canceled on request"},
+            )
+            if canceled is None:  # unreachable under the row lock; kept as a guard
+                raise Conflict(f"task {task_id} changed state meanwhile; try again")
+        if canceled.broker_id:
+            try:
+                self.dispatcher.abort(canceled.broker_id, self.abort_grace_s)
+            except Exception as exc:  # the run still stops: it sees `canceled` at its next check
+                log.warning("abort signal for task %s failed: %s", task_id, exc)
+        return canceled

@@ -1,0 +1,251 @@
+"""Task rows <-> domain objects, and the one place a task's status is written.
+
+`apply` is a compare-and-set: `UPDATE … WHERE id = :id AND status IN (:sources)` (plus the broker
+id when the caller acts on behalf of one message). It returns the new row, or None when the task
+was not in an allowed state, and writes the transition event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from embtune.domain.tasks import Progress, Task, TaskEvent, TaskStatus, Transition
+from embtune.storage.db import utcnow
+from embtune.storage.tables import TaskEventRow, TaskRow
+
+
+def to_task(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        status=TaskStatus(row.status),
+        embedding_model_id=row.embedding_model_id,
+        idempotency_key=row.idempotency_key,
+        batch_id=row.batch_id,
+        params=row.params or {},
+        metadata=row.meta or {},
+        broker_id=row.broker_id,
+        progress=Progress.from_dict(row.progress),
+        metrics=row.metrics,
+        result_model_id=row.result_model_id,
+        detail=row.detail,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+        dispatched_at=row.dispatched_at,
+        worker_id=row.worker_id,
+    )
+
+
+def _to_event(row: TaskEventRow) -> TaskEvent:
+    return TaskEvent(
+        id=row.id,
+        task_id=row.task_id,
+        kind=row.kind,
+        from_status=TaskStatus(row.from_status) if row.from_status else None,
+        to_status=TaskStatus(row.to_status) if row.to_status else None,
+        message=row.message,
+        created_at=row.created_at,
+    )
+
+
+class TaskRepository:
+    """Stateless; every method works inside the caller's transaction."""
+
+    def insert_if_absent(self, session: Session, values: dict[str, Any]) -> bool:
+        """Insert unless the idempotency key exists; True when this call inserted.
+
+        `ON CONFLICT DO NOTHING` on the unique key makes concurrent creates with one key
+        atomic on both databases: exactly one insert wins, the rest see the winner's row.
+        """
+        dialect = session.get_bind().dialect.name
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = ins(TaskRow).values(**values)
+        if values.get("idempotency_key") is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
+        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+        inserted = session.execute(stmt.returning(TaskRow.id)).scalar() is not None
+        if inserted:
+            self.add_event(
+                session, values["id"], "transition", None, TaskStatus.pending, "created"
+            )
+        return inserted
+
+    def get(self, session: Session, task_id: str, *, lock: bool = False) -> Task | None:
+        """`lock` takes the row lock (PostgreSQL) so a decision and its update see one state."""
+        row = session.get(TaskRow, task_id, with_for_update=lock, populate_existing=lock)
+        return to_task(row) if row else None
+
+    def get_by_key(self, session: Session, key: str) -> tuple[Task, str] | None:
+        row = session.scalars(select(TaskRow).where(TaskRow.idempotency_key == key)).first()
+        return (to_task(row), row.request_hash) if row else None
+
+    def page(
+        self,
+        session: Session,
+        *,
+        offset: int,
+        limit: int,
+        status: TaskStatus | None = None,
+        embedding_model_id: str | None = None,
+    ) -> tuple[list[Task], int]:
+        """Newest first with the id as tie-break, so offsets are stable between pages."""
+        conditions = []
+        if status is not None:
+            conditions.append(TaskRow.status == status.value)
+        if embedding_model_id is not None:
+            conditions.append(TaskRow.embedding_model_id == embedding_model_id)
+        where = and_(True, *conditions)
+        rows = session.scalars(
+            select(TaskRow)
+            .where(where)
+            .order_by(TaskRow.created_at.desc(), TaskRow.id.desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(TaskRow).where(where)) or 0
+        return [to_task(r) for r in rows], total
+
+    def apply(
+        self,
+        session: Session,
+        task_id: str,
+        transition: Transition,
+        *,
+        broker_id: str | None = None,
+        message: str = "",
+        values: dict[str, Any] | None = None,
+        extra_where: Sequence[Any] = (),
+    ) -> Task | None:
+        """Compare-and-set one transition; None when the task was not in a source state."""
+        # Lock the row so the event's from-status is the one the update replaced (PostgreSQL);
+        # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
+        current = session.scalar(
+            select(TaskRow.status).where(TaskRow.id == task_id).with_for_update()
+        )
+        if current is None:
+            return None
+        now = utcnow()
+        where = [
+            TaskRow.id == task_id,
+            TaskRow.status.in_([s.value for s in transition.sources]),
+            *extra_where,
+        ]
+        if broker_id is not None:
+            where.append(TaskRow.broker_id == broker_id)
+        new_values = {"status": transition.target.value, "updated_at": now, **(values or {})}
+        result = session.execute(
+            update(TaskRow).where(*where).values(**new_values).execution_options(
+                synchronize_session=False
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        self.add_event(
+            session,
+            task_id,
+            "transition",
+            TaskStatus(current),
+            transition.target,
+            message or transition.name,
+        )
+        row = session.get(TaskRow, task_id, populate_existing=True)
+        assert row is not None
+        return to_task(row)
+
+    def update_live(
+        self, session: Session, task_id: str, broker_id: str, values: dict[str, Any]
+    ) -> bool:
+        """Write fields of a run that still owns the task (processing, same broker id)."""
+        result = session.execute(
+            update(TaskRow)
+            .where(
+                TaskRow.id == task_id,
+                TaskRow.status == TaskStatus.processing.value,
+                TaskRow.broker_id == broker_id,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    def mark_dispatched(self, session: Session, task_id: str, broker_id: str) -> None:
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id, TaskRow.broker_id == broker_id)
+            .values(dispatched_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    def undelivered(
+        self, session: Session, *, sent_before: datetime, unsent_before: datetime, limit: int
+    ) -> list[Task]:
+        """Pending tasks never sent (send failed), or sent long ago and still unclaimed."""
+        rows = session.scalars(
+            select(TaskRow)
+            .where(
+                TaskRow.status == TaskStatus.pending.value,
+                ((TaskRow.dispatched_at.is_(None)) & (TaskRow.updated_at < unsent_before))
+                | (TaskRow.dispatched_at < sent_before),
+            )
+            .order_by(TaskRow.created_at)
+            .limit(limit)
+        ).all()
+        return [to_task(r) for r in rows]
+
+    def all_pending(self, session: Session, limit: int) -> list[Task]:
+        rows = session.scalars(
+            select(TaskRow)
+            .where(TaskRow.status == TaskStatus.pending.value)
+            .order_by(TaskRow.created_at)
+            .limit(limit)
+        ).all()
+        return [to_task(r) for r in rows]
+
+    def stale(self, session: Session, *, heartbeat_before: datetime, limit: int) -> list[Task]:
+        rows = session.scalars(
+            select(TaskRow)
+            .where(
+                TaskRow.status == TaskStatus.processing.value,
+                TaskRow.heartbeat_at < heartbeat_before,
+            )
+            .limit(limit)
+        ).all()
+        return [to_task(r) for r in rows]
+
+    def add_event(
+        self,
+        session: Session,
+        task_id: str,
+        kind: str,
+        from_status: TaskStatus | None,
+        to_status: TaskStatus | None,
+        message: str,
+    ) -> None:
+        session.execute(
+            insert(TaskEventRow).values(
+                task_id=task_id,
+                kind=kind,
+                from_status=from_status.value if from_status else None,
+                to_status=to_status.value if to_status else None,
+                message=message,
+                created_at=utcnow(),
+            )
+        )
+
+    def events(self, session: Session, task_id: str, limit: int = 1000) -> list[TaskEvent]:
+        rows = session.scalars(
+            select(TaskEventRow)
+            .where(TaskEventRow.task_id == task_id)
+            .order_by(TaskEventRow.id)
+            .limit(limit)
+        ).all()
+        return [_to_event(r) for r in rows]

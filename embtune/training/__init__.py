@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation around sentence-transformers; imports no HTTP or SQL code."""

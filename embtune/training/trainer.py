@@ -1,0 +1,255 @@
+"""Fine-tune a sentence-transformers model on click data with the library's own trainer.
+
+Two losses, one per kind of evidence:
+
+* `mnrl` — `MultipleNegativesRankingLoss` on (query, clicked item[, skipped-above item]) rows.
+  Contrastive over the whole batch, so every other row's item is a negative for free; the
+  skipped-above item adds one hard negative where the session has one. Rows with and without a
+  hard negative go into two datasets of the same loss (the trainer's multi-dataset support)
+  rather than filling the gaps with random items: a random catalogue item can be relevant to the
+  query and would teach the model the opposite of the truth, while in-batch negatives already
+  cover the easy cases. Batches come from `NO_DUPLICATES`, because the same query or item in two
+  rows of one batch would be used as a negative for itself. Example weights are not used (the
+  loss has no per-row weight); the skip-above rule already keeps only confident negatives.
+* `click_margin` — `CoSENTLoss` on (query, item, graded score) rows from `build_pairs`. It asks
+  only that pairs with a higher score end up more similar than pairs with a lower score, which is
+  what clicks support (relative judgements), instead of regressing cosine onto absolute targets
+  as `CosineSimilarityLoss` would (pushing every shown-but-unclicked item, usually on-topic, to
+  cosine 0 wrecks the geometry). The click confidence enters as ordering between graded
+  positives, and irrelevant sessions, which give no positives, still contribute their zeros.
+  It uses no in-batch negatives, so repeated queries in a batch are harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.losses import (
+    CoSENTLoss,
+    MultipleNegativesRankingLoss,
+)
+from torch import nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from embtune.clickstream.sessions import Example, ScoredPair
+from embtune.errors import TaskRefused, TaskStopped
+
+LossKind = Literal["mnrl", "click_margin"]
+Row = Mapping[str, Any]
+
+
+class TrainParams(BaseModel):
+    """Hyper-parameters shared by the click-based methods; ranges reject values that cannot work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1, le=50)
+    batch_size: int = Field(32, ge=2, le=512)
+    learning_rate: float = Field(3e-5, ge=1e-7, le=1e-2)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=0.5)
+    max_seq_length: int = Field(256, ge=16, le=512)
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's seed range
+    validation_fraction: float = Field(0.2, ge=0.05, le=0.5)
+    min_examples: int = Field(8, ge=1)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    model_dir: Path
+    steps: int
+    train_loss: float
+    runtime_s: float
+    rows: int
+
+
+def mnrl_rows(examples: Iterable[Example], item_texts: Mapping[str, str]) -> list[dict[str, Any]]:
+    """(anchor, positive, negative) rows; `negative` None where the session skipped nothing.
+
+    A positive whose text is unknown is dropped; an unknown negative degrades its row to a pair.
+    Identical rows are kept once, since repeating them only re-weights the same evidence.
+    """
+    rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for example in examples:
+        positive = item_texts.get(example.positive_id)
+        if positive is None:
+            continue
+        negative = item_texts.get(example.negative_id) if example.negative_id else None
+        key = (example.query, positive, negative)
+        rows.setdefault(key, {"anchor": example.query, "positive": positive, "negative": negative})
+    return list(rows.values())
+
+
+def margin_rows(pairs: Iterable[ScoredPair], item_texts: Mapping[str, str]) -> list[dict[str, Any]]:
+    """(sentence1, sentence2, score) rows for CoSENT; pairs with an unknown item are dropped."""
+    return [
+        {"sentence1": pair.query, "sentence2": item_texts[pair.object_id], "score": pair.score}
+        for pair in pairs
+        if pair.object_id in item_texts
+    ]
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports progress at most every `min_interval_s` and stops the run when asked to.
+
+    Cancellation is cooperative and checked after every optimizer step, so a canceled task
+    stops within one step; `TaskStopped` is a BaseException, so nothing in the trainer can
+    swallow it. Progress is reported from `on_log` (logging happens every step) because that is
+    where the step's loss is known; the final step is always reported so a run ends at 100%.
+    """
+
+    def __init__(
+        self,
+        on_progress: Callable[[dict[str, Any]], None],
+        should_stop: Callable[[], bool],
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self._on_progress = on_progress
+        self._should_stop = should_stop
+        self._min_interval_s = min_interval_s
+        self._started = 0.0
+        self._last_report: float | None = None
+
+    def _check_stop(self) -> None:
+        if self._should_stop():
+            raise TaskStopped("training was canceled or taken over")
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._started = time.monotonic()
+        self._check_stop()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._check_stop()
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not logs or "loss" not in logs:
+            return  # the end-of-training summary, not a step
+        now = time.monotonic()
+        step, total = state.global_step, max(state.max_steps, 1)
+        due = self._last_report is None or now - self._last_report >= self._min_interval_s
+        if not due and step < total:
+            return
+        self._last_report = now
+        elapsed = now - self._started
+        self._on_progress(
+            {
+                "step": step,
+                "total_steps": total,
+                "epoch": float(state.epoch or 0.0),
+                "loss": float(logs["loss"]),
+                "eta_s": elapsed / step * (total - step) if step else None,
+                "fraction": min(step / total, 1.0),
+            }
+        )
+
+
+def _train_dataset(rows: Sequence[Row], loss_kind: LossKind) -> Dataset | dict[str, Dataset]:
+    if loss_kind == "click_margin":
+        return Dataset.from_list([dict(row) for row in rows])
+    with_negative = [dict(row) for row in rows if row.get("negative") is not None]
+    without_negative = [
+        {"anchor": row["anchor"], "positive": row["positive"]}
+        for row in rows
+        if row.get("negative") is None
+    ]
+    datasets = {
+        name: Dataset.from_list(subset)
+        for name, subset in (("hard_negative", with_negative), ("in_batch", without_negative))
+        if subset
+    }
+    return next(iter(datasets.values())) if len(datasets) == 1 else datasets
+
+
+def _loss(model: SentenceTransformer, loss_kind: LossKind) -> nn.Module:
+    if loss_kind == "mnrl":
+        return MultipleNegativesRankingLoss(model)
+    if loss_kind == "click_margin":
+        return CoSENTLoss(model)
+    raise ValueError(f"unknown loss kind {loss_kind!r}")
+
+
+def fine_tune(
+    model: SentenceTransformer,
+    train_dataset_rows: Sequence[Row],
+    loss_kind: LossKind,
+    params: TrainParams,
+    output_dir: Path,
+    on_progress: Callable[[dict[str, Any]], None],
+    should_stop: Callable[[], bool],
+) -> TrainOutcome:
+    """Train `model` in place on rows from `mnrl_rows` or `margin_rows`, then save it.
+
+    Refuses (TaskRefused, never retried) when there are fewer than `params.min_examples` rows:
+    a few clicks move the model more by noise than by signal. The same seed and rows give the
+    same weights on the same hardware: the trainer seeds torch and the batch samplers.
+    """
+    if len(train_dataset_rows) < params.min_examples:
+        raise TaskRefused(
+            f"only {len(train_dataset_rows)} training examples, "
+            f"at least {params.min_examples} are needed"
+        )
+    loss = _loss(model, loss_kind)
+    model.max_seq_length = params.max_seq_length
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        warmup_steps=params.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        seed=params.seed,
+        data_seed=params.seed,
+        batch_sampler=(
+            BatchSamplers.NO_DUPLICATES if loss_kind == "mnrl" else BatchSamplers.BATCH_SAMPLER
+        ),
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,  # the progress callback reads each step's loss from the logs
+        report_to="none",
+        disable_tqdm=True,
+        fp16=False,
+        bf16=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=model.device.type == "cuda",
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=_train_dataset(train_dataset_rows, loss_kind),
+        loss=loss,
+        callbacks=[ProgressCallback(on_progress, should_stop)],
+    )
+    trainer.remove_callback(PrinterCallback)  # it would print every step's logs to stdout
+    output = trainer.train()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(output_dir))
+    return TrainOutcome(
+        model_dir=output_dir,
+        steps=output.global_step,
+        train_loss=float(output.training_loss),
+        runtime_s=float(output.metrics.get("train_runtime", 0.0)),
+        rows=len(train_dataset_rows),
+    )

@@ -1,0 +1,47 @@
+"""A trainable plugin for the test suite: sleeps through steps, reports progress, writes a file.
+
+It lives in tests/ (never in the production package) and is registered with
+`EMBTUNE_PLUGINS=tests.support.plugins:SleepyPlugin`, the same way a user's plugin would be.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from embtune.errors import TaskRefused
+from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult
+
+
+class SleepyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(3, ge=1, le=100_000)
+    step_seconds: float = Field(0.01, ge=0, le=10)
+    fail: bool = False
+    refuse: bool = False
+    ignore_cancel: bool = False
+
+
+class SleepyPlugin(FineTuningPlugin):
+    name: ClassVar[str] = "sleepy"
+    description: ClassVar[str] = "Test plugin: sleeps through its steps."
+    params_model: ClassVar[type[BaseModel]] = SleepyParams
+
+    def run(self, ctx: RunContext) -> RunResult:
+        params = ctx.params
+        assert isinstance(params, SleepyParams)
+        if params.refuse:
+            raise TaskRefused("refused on purpose: no data")
+        for step in range(1, params.steps + 1):
+            time.sleep(params.step_seconds)
+            if params.ignore_cancel:
+                ctx.report(step=step, total_steps=params.steps, message="sleeping")
+            else:
+                ctx.progress(step, params.steps, "sleeping", loss=1.0 / step)
+            if params.fail and step == params.steps:
+                raise RuntimeError("failed on purpose")
+        (ctx.output_dir / "weights.txt").write_text(f"tuned from {ctx.model.id}\n")
+        return RunResult(metrics={"steps": params.steps}, model_dir=ctx.output_dir)

@@ -1,0 +1,196 @@
+"""A tiny real fine-tune of the built-in model: progress, cancellation, determinism, evaluation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import ValidationError
+from sentence_transformers import SentenceTransformer
+
+from embtune.clickstream.sessions import Session, build_examples, build_pairs, relevance
+from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.evaluation import RetrievalReport, compare_reports, evaluate_retrieval
+from embtune.training.models import load_model, resolve_model_path
+from embtune.training.trainer import LossKind, TrainParams, fine_tune, margin_rows, mnrl_rows
+
+ITEMS = {
+    f"i{index:02d}": text
+    for index, text in enumerate(
+        [
+            "red running shoes with foam soles",
+            "blue denim jacket",
+            "wireless noise cancelling headphones",
+            "burr coffee grinder",
+            "non-slip yoga mat",
+            "stainless steel electric kettle",
+            "slim leather wallet",
+            "mechanical keyboard with brown switches",
+            "adjustable led desk lamp",
+            "40 litre hiking backpack",
+            "cast iron frying pan",
+            "waterproof rain jacket",
+            "trail running shoes",
+            "bluetooth speaker",
+            "espresso machine",
+            "foam roller for muscles",
+            "insulated water bottle",
+            "ergonomic office chair",
+            "wool winter socks",
+            "camping tent for two",
+        ]
+    )
+}
+
+SESSIONS = [
+    Session("s01", "running shoes", ("i01", "i12", "i00"), ("i00",)),
+    Session("s02", "jacket for rain", ("i01", "i11"), ("i11",)),
+    Session("s03", "headphones", ("i13", "i02"), ("i02",)),
+    Session("s04", "coffee", ("i14", "i03"), ("i03", "i14")),
+    Session("s05", "exercise mat", ("i15", "i04"), ("i04",)),
+    Session("s06", "kettle", ("i05",), ("i05",)),
+    Session("s07", "wallet", ("i08", "i06"), ("i06",)),
+    Session("s08", "keyboard", ("i17", "i07"), ("i07",)),
+    Session("s09", "desk light", ("i09", "i08"), ("i08",)),
+    Session("s10", "backpack", ("i19", "i09"), ("i09",)),
+    Session("s11", "pan", ("i10",), ("i10",)),
+    Session("s12", "socks", ("i18",), ("i18",)),
+    Session("s13", "gift ideas", ("i06", "i18", "i16"), (), irrelevant=True),
+]
+
+FAST = {"epochs": 1, "batch_size": 4, "max_seq_length": 32, "min_examples": 1, "seed": 7}
+
+
+@pytest.fixture(scope="session")
+def base_model() -> SentenceTransformer:
+    return load_model("builtin:all-MiniLM-L6-v2", max_seq_length=32, device="cpu")
+
+
+@pytest.fixture
+def model(base_model: SentenceTransformer) -> SentenceTransformer:
+    """A private copy: fine-tuning trains in place, and tests must not see each other's training."""
+    return copy.deepcopy(base_model)
+
+
+def mnrl_training_rows() -> list[dict[str, Any]]:
+    return mnrl_rows(build_examples(SESSIONS), ITEMS)
+
+
+def never() -> bool:
+    return False
+
+
+def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: Path) -> None:
+    reports: list[dict[str, Any]] = []
+    outcome = fine_tune(
+        model, mnrl_training_rows(), "mnrl", TrainParams(**FAST), tmp_path, reports.append, never
+    )
+    assert reports, "no progress was reported"
+    assert all(r["total_steps"] == outcome.steps for r in reports)
+    assert [r["step"] for r in reports] == sorted(r["step"] for r in reports)
+    last = reports[-1]
+    assert last["step"] == outcome.steps and last["fraction"] == 1.0
+    assert set(last) == {"step", "total_steps", "epoch", "loss", "eta_s", "fraction"}
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_should_stop_raises_task_stopped_within_one_step(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    checks: list[bool] = []
+
+    def stop_after_first_step() -> bool:
+        checks.append(True)
+        return len(checks) >= 2  # the first check is before any step
+
+    with pytest.raises(TaskStopped):
+        fine_tune(
+            model,
+            mnrl_training_rows(),
+            "mnrl",
+            TrainParams(**FAST),
+            tmp_path,
+            lambda _: None,
+            stop_after_first_step,
+        )
+    assert len(checks) == 2
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("loss_kind", ["mnrl", "click_margin"])
+def test_same_seed_and_data_give_same_weights(
+    base_model: SentenceTransformer, tmp_path: Path, loss_kind: LossKind
+) -> None:
+    if loss_kind == "mnrl":
+        rows = mnrl_training_rows()
+    else:
+        rows = margin_rows(build_pairs(SESSIONS), ITEMS)
+    trained = []
+    for run in ("a", "b"):
+        model = copy.deepcopy(base_model)
+        fine_tune(
+            model, rows, loss_kind, TrainParams(**FAST), tmp_path / run, lambda _: None, never
+        )
+        trained.append(model.state_dict())
+    first, second = trained
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert any(not torch.equal(first[name], base_model.state_dict()[name]) for name in first), (
+        "training did not change the weights"
+    )
+
+
+def test_too_few_examples_are_refused_before_training(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    params = TrainParams(**{**FAST, "min_examples": 1000})
+    with pytest.raises(TaskRefused):
+        fine_tune(model, mnrl_training_rows(), "mnrl", params, tmp_path, lambda _: None, never)
+
+
+def test_params_reject_unknown_fields_and_out_of_range_values() -> None:
+    with pytest.raises(ValidationError):
+        TrainParams(epochs=0)
+    with pytest.raises(ValidationError):
+        TrainParams(learning_rate=1.0)
+    with pytest.raises(ValidationError):
+        TrainParams(unknown=1)
+
+
+def test_evaluate_retrieval_returns_metrics_and_ranks(base_model: SentenceTransformer) -> None:
+    queries, relevant = relevance(SESSIONS)
+    report = evaluate_retrieval(base_model, queries, ITEMS, relevant)
+    assert set(report.metrics) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
+    assert all(0.0 <= value <= 1.0 for value in report.metrics.values())
+    assert report.metrics["recall@100"] == 1.0  # the corpus is smaller than 100
+    assert report.ranks.keys() == queries.keys()
+    assert all(rank is not None and 1 <= rank <= len(ITEMS) for rank in report.ranks.values())
+    mrr = sum(1 / rank for rank in report.ranks.values() if rank <= 10) / len(report.ranks)
+    assert report.metrics["mrr@10"] == pytest.approx(mrr)
+
+
+def test_compare_reports_counts_and_orders_regressions() -> None:
+    metrics = dict.fromkeys(("ndcg@10", "mrr@10", "recall@10", "recall@100"), 0.5)
+    before = RetrievalReport(metrics, {"up": 5, "down": 1, "gone": 50, "same": 3, "found": None})
+    after = RetrievalReport(metrics, {"up": 2, "down": 4, "gone": None, "same": 3, "found": 9})
+    queries = {"up": "q up", "down": "q down", "gone": "q gone", "same": "q same"}
+    comparison = compare_reports(before, after, queries, worst=10)
+    assert (comparison["better"], comparison["worse"], comparison["same"]) == (2, 2, 1)
+    regressions = comparison["worst_regressions"]
+    assert [(r["query"], r["rank_before"], r["rank_after"]) for r in regressions] == [
+        ("q down", 1, 4),
+        ("q gone", 50, None),
+    ]
+    assert len(compare_reports(before, after, queries, worst=1)["worst_regressions"]) == 1
+
+
+def test_resolve_model_path_rejects_unknown_sources(tmp_path: Path) -> None:
+    assert Path(resolve_model_path("builtin:all-MiniLM-L6-v2")).is_dir()
+    assert resolve_model_path(str(tmp_path)) == str(tmp_path.resolve())
+    with pytest.raises(ValueError, match="built-in"):
+        resolve_model_path("builtin:no-such-model")
+    with pytest.raises(ValueError, match="local directory"):
+        resolve_model_path(str(tmp_path / "missing"))
