@@ -1,0 +1,38 @@
+# embtune: `make demo` runs the whole job on the embedded defaults; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench-quality bench-speed services clean
+
+$(PY):
+	$(shell command -v $(PYTHON) >/dev/null 2>&1 && echo $(PYTHON) || echo python3) -m venv $(VENV)
+
+# torch first, from the pinned CPU wheel, so nothing pulls a multi-GB CUDA build
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+services:
+	bash scripts/ensure-services.sh
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/embtune demo
+
+test: $(STAMP) services
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+test-slow: $(STAMP) services
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench-quality: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) bench/finetune_quality.py
+
+clean:
+	rm -rf .embtune
