@@ -1,0 +1,292 @@
+"""Typed Python client for the embtune HTTP API (the CLI uses it too).
+
+    from embtune.client import Client
+    with Client("http://127.0.0.1:8000") as api:
+        model = api.register_model("base", "builtin:all-MiniLM-L6-v2")
+        task = api.create_task(model.id, idempotency_key="nightly-2026-11-29")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from embtune.api.schemas import (
+    ModelPublic,
+    PluginPublic,
+    TaskEventPublic,
+    TaskPublic,
+)
+
+T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ApiError(Exception):
+    """The server answered with an error; `detail` is its message (or field errors)."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {format_detail(detail)}")
+
+
+class NotFoundError(ApiError):
+    """404: the named resource does not exist."""
+
+
+class ConflictError(ApiError):
+    """409: the request contradicts the resource's state or an earlier request."""
+
+
+class ValidationError(ApiError):
+    """422 (or 400): the request was rejected; `detail` names the fields."""
+
+
+class UnavailableError(ApiError):
+    """503 or no answer at all: the server or a service behind it is down."""
+
+
+def format_detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        parts = []
+        for err in detail:
+            if isinstance(err, Mapping):
+                loc = ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query"))
+                parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+            else:
+                parts.append(str(err))
+        return "; ".join(parts)
+    return str(detail)
+
+
+_ERRORS: dict[int, type[ApiError]] = {
+    400: ValidationError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+    503: UnavailableError,
+}
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("EMBTUNE_URL") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("EMBTUNE_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise UnavailableError(0, f"cannot reach embtune at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text or response.reason_phrase
+            raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail)
+        return response
+
+    def _json(self, method: str, path: str, schema: Any = None, **kwargs: Any) -> Any:
+        data = self._request(method, path, **kwargs).json()
+        return TypeAdapter(schema).validate_python(data) if schema is not None else data
+
+    def _page(self, path: str, item: type[BaseModel], params: dict[str, Any]) -> Page[Any]:
+        response = self._request(
+            "GET", path, params={k: v for k, v in params.items() if v is not None}
+        )
+        items = TypeAdapter(list[item]).validate_python(response.json())  # type: ignore[valid-type]
+        return Page(items, int(response.headers.get("X-Total-Count", len(items))))
+
+    # -- health -----------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+    def ready(self) -> dict[str, Any]:
+        return self._json("GET", "/readyz")
+
+    # -- models -----------------------------------------------------------------------------------
+    def register_model(
+        self, name: str, source: str, plugin_name: str = "sentence-transformers-mnrl"
+    ) -> ModelPublic:
+        body = {"name": name, "source": source, "plugin_name": plugin_name}
+        return self._json("POST", "/api/v1/embedding-models", ModelPublic, json=body)
+
+    def list_models(self, offset: int = 0, limit: int = 20) -> Page[ModelPublic]:
+        return self._page("/api/v1/embedding-models", ModelPublic,
+                          {"offset": offset, "limit": limit})
+
+    def get_model(self, model_id: str) -> ModelPublic:
+        return self._json("GET", f"/api/v1/embedding-models/{model_id}", ModelPublic)
+
+    def lineage(self, model_id: str) -> list[ModelPublic]:
+        return self._json("GET", f"/api/v1/embedding-models/{model_id}/lineage",
+                          list[ModelPublic])
+
+    def plugins(self) -> list[PluginPublic]:
+        return self._json("GET", "/api/v1/plugins", list[PluginPublic])
+
+    def download_model(self, model_id: str, target: Path) -> Path:
+        """Stream the model's tar.gz to `target`."""
+        try:
+            with self._http.stream("GET", f"/api/v1/embedding-models/{model_id}/download") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._raise_for(r)
+                with target.open("wb") as out:
+                    for chunk in r.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise UnavailableError(0, f"cannot reach embtune at {self.url}: {exc}") from None
+        return target
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail)
+
+    def embed(self, model_id: str, texts: list[str]) -> list[list[float]]:
+        data = self._json("POST", f"/api/v1/embedding-models/{model_id}/embed",
+                          json={"texts": texts})
+        return data["vectors"]
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def create_task(
+        self,
+        embedding_model_id: str,
+        *,
+        idempotency_key: str | None = None,
+        batch_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> TaskPublic:
+        body = {
+            "embedding_model_id": embedding_model_id,
+            "idempotency_key": idempotency_key,
+            "batch_id": batch_id,
+            "params": params,
+            "metadata": metadata,
+        }
+        return self._json("POST", "/api/v1/fine-tuning/task", TaskPublic,
+                          json={k: v for k, v in body.items() if v is not None})
+
+    def preflight(self, embedding_model_id: str, **body: Any) -> dict[str, Any]:
+        payload = {"embedding_model_id": embedding_model_id, **body}
+        return self._json("POST", "/api/v1/fine-tuning/task/preflight",
+                          json={k: v for k, v in payload.items() if v is not None})
+
+    def list_tasks(
+        self,
+        offset: int = 0,
+        limit: int = 20,
+        status: str | None = None,
+        embedding_model_id: str | None = None,
+    ) -> Page[TaskPublic]:
+        return self._page(
+            "/api/v1/fine-tuning/task",
+            TaskPublic,
+            {"offset": offset, "limit": limit, "status": status,
+             "embedding_model_id": embedding_model_id},
+        )
+
+    def get_task(self, task_id: str) -> TaskPublic:
+        return self._json("GET", f"/api/v1/fine-tuning/task/{task_id}", TaskPublic)
+
+    def task_events(self, task_id: str) -> list[TaskEventPublic]:
+        return self._json("GET", f"/api/v1/fine-tuning/task/{task_id}/events",
+                          list[TaskEventPublic])
+
+    def restart_task(self, task_id: str) -> TaskPublic:
+        return self._json("PUT", f"/api/v1/fine-tuning/task/{task_id}/restart", TaskPublic)
+
+    def cancel_task(self, task_id: str) -> TaskPublic:
+        return self._json("PUT", f"/api/v1/fine-tuning/task/{task_id}/cancel", TaskPublic)
+
+    def follow(self, task_id: str, interval_s: float = 0.5) -> Iterator[TaskPublic]:
+        """Yield the task as it changes until it reaches a final state."""
+        import time
+
+        last = None
+        while True:
+            task = self.get_task(task_id)
+            snapshot = (task.status, task.progress.model_dump())
+            if snapshot != last:
+                yield task
+                last = snapshot
+            if task.status.is_terminal:
+                return
+            time.sleep(interval_s)
+
+    # -- catalogue and clickstream ----------------------------------------------------------------
+    def upsert_items(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/items", json={"items": list(items)})
+
+    def get_item(self, object_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/items/{object_id}")
+
+    def post_session(
+        self,
+        session_id: str,
+        search_query: str,
+        results: list[str],
+        **extra: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "session_id": session_id,
+            "search_query": search_query,
+            "search_results": [{"object_id": oid, "rank": i + 1} for i, oid in enumerate(results)],
+            **extra,
+        }
+        return self._json("POST", "/api/v1/clickstream/session", json=body)
+
+    def push_events(self, session_id: str, events: list[Mapping[str, Any]]) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/clickstream/session/events",
+                          json={"session_id": session_id, "events": list(events)})
+
+    def mark_irrelevant(self, session_id: str) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/clickstream/session/irrelevant",
+                          json={"session_id": session_id})
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/clickstream/session/{session_id}")
+
+    def release_batch(self) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/clickstream/batch/release")
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/clickstream/batch/{batch_id}")
