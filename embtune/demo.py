@@ -1,0 +1,256 @@
+"""`embtune demo`: the whole job, end to end, on the embedded defaults.
+
+Starts the service in this process, feeds it a catalogue and a clickstream (a generated shop
+where shoppers' jargon fools the base model, or a BEIR data set), fine-tunes through the task
+API while showing progress, and prints what changed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from embtune.clickstream.click_model import PositionBiasedClickModel
+from embtune.client import Client
+from embtune.config import Settings
+
+BASE_SOURCE = "builtin:all-MiniLM-L6-v2"
+METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+
+
+@dataclass
+class DemoServer:
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(settings: Settings, host: str, port: int) -> DemoServer:
+    """Run the app with uvicorn in a background thread and wait until it answers."""
+    import uvicorn
+
+    from embtune.api.app import create_app
+
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="embtune-demo-server", daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    with Client(url, timeout=5) as probe:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                probe.health()
+                break
+            except Exception:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise RuntimeError("the embtune server did not start") from None
+                time.sleep(0.2)
+    return DemoServer(url, server, thread)
+
+
+def follow_task(api: Client, task_id: str, console: Console) -> Any:
+    """A live progress bar until the task ends; returns the final task."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.fields[status]:<10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        handle = bar.add_task("task", total=1.0, status="pending", message="")
+        final = None
+        for task in api.follow(task_id):
+            p = task.progress
+            extra = p.model_extra or {}
+            message = p.message
+            if p.total_steps:
+                message += f"  step {p.step}/{p.total_steps}"
+            if "loss" in extra and extra["loss"] is not None:
+                message += f"  loss {float(extra['loss']):.4f}"
+            if extra.get("eta_s"):
+                message += f"  eta {float(extra['eta_s']):.0f}s"
+            bar.update(handle, completed=p.fraction, status=task.status.value, message=message)
+            final = task
+        return final
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Validation sessions: source model vs tuned model")
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_column("change", justify="right")
+    before, after = metrics.get("before", {}), metrics.get("after", {})
+    for name in METRICS:
+        if name in before and name in after:
+            change = after[name] - before[name]
+            colour = "green" if change > 0 else "red" if change < 0 else ""
+            table.add_row(name, f"{before[name]:.4f}", f"{after[name]:.4f}",
+                          f"[{colour}]{change:+.4f}[/]" if colour else f"{change:+.4f}")
+    return table
+
+
+def report_table(per_query: dict[str, Any]) -> Table:
+    table = Table(title=(
+        f"Per query: {per_query.get('better', 0)} better, {per_query.get('worse', 0)} worse, "
+        f"{per_query.get('same', 0)} unchanged — worst regressions"
+    ))
+    table.add_column("query")
+    table.add_column("rank before", justify="right")
+    table.add_column("rank after", justify="right")
+    for row in per_query.get("worst_regressions", [])[:10]:
+        table.add_row(str(row["query"]), str(row["rank_before"] or "—"),
+                      str(row["rank_after"] or "—"))
+    return table
+
+
+def load_shop(api: Client, console: Console, sessions_per_query: int, seed: int) -> int:
+    from embtune.clickstream.simulate import top_k
+    from embtune.demo_data import build_catalogue
+
+    items, queries = build_catalogue(seed)
+    api.upsert_items({"object_id": i.object_id, "text": i.text} for i in items)
+    console.print(f"  uploaded {len(items)} catalogue items")
+    corpus = {i.object_id: i.text for i in items}
+    texts = {q.query_id: q.text for q in queries}
+    shown = top_k(BASE_SOURCE, texts, corpus, k=10, max_seq_length=64)
+    clicker = PositionBiasedClickModel(seed=seed)
+    sessions = clicks = 0
+    for query in queries:
+        for n in range(sessions_per_query):
+            session_id = f"shop-{query.query_id}-{n}"
+            outcome = clicker.simulate(session_id, shown[query.query_id], query.relevant)
+            api.post_session(session_id, query.text, shown[query.query_id])
+            if outcome.clicks:
+                api.push_events(session_id, [
+                    {"event_id": f"{session_id}-{i}", "object_id": oid}
+                    for i, oid in enumerate(outcome.clicks)
+                ])
+            if outcome.irrelevant:
+                api.mark_irrelevant(session_id)
+            sessions += 1
+            clicks += len(outcome.clicks)
+    console.print(f"  simulated {sessions} search sessions with {clicks} clicks "
+                  "(shown results: the base model's top 10)")
+    return sessions
+
+
+def load_beir(api: Client, console: Console, beir: Path, split: str, limit: int | None,
+              seed: int) -> int:
+    from embtune.clickstream.beir import iter_corpus
+    from embtune.clickstream.simulate import simulate_beir
+
+    batch: list[dict[str, str]] = []
+    count = 0
+    for record in iter_corpus(beir / "corpus.jsonl"):
+        batch.append(record)
+        if len(batch) == 1000:
+            api.upsert_items(batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        api.upsert_items(batch)
+        count += len(batch)
+    console.print(f"  imported {count} items from {beir}")
+    report = simulate_beir(
+        api, beir, split=split, model_source=BASE_SOURCE,
+        click_model=PositionBiasedClickModel(seed=seed), limit=limit,
+        on_progress=lambda m: console.print(f"  {m}"),
+    )
+    console.print(f"  simulated {report.sessions} sessions, {report.clicks} clicks")
+    return report.sessions
+
+
+def run_demo(
+    *,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    beir: Path | None = None,
+    split: str = "train",
+    limit: int | None = None,
+    params: dict[str, Any] | None = None,
+    keep_serving: bool = False,
+    fresh: bool = True,
+    seed: int = 7,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    console = console or Console()
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    settings = Settings(data_dir=data_dir, broker_url="embedded")
+    console.rule("[bold]embtune demo")
+    console.print(f"1. starting the service on the embedded defaults (SQLite in {data_dir}, "
+                  "in-process queue and worker)")
+    server = start_server(settings, host, port or free_port())
+    console.print(f"   API at {server.url}  ·  OpenAPI docs at {server.url}/docs")
+    try:
+        with Client(server.url, timeout=60) as api:
+            console.print("2. registering the base model all-MiniLM-L6-v2")
+            model = api.register_model("all-MiniLM-L6-v2", BASE_SOURCE)
+            console.print(f"   model {model.id}")
+            console.print("3. loading a catalogue and a clickstream")
+            if beir is None:
+                load_shop(api, console, sessions_per_query=4, seed=seed)
+            else:
+                load_beir(api, console, beir, split, limit, seed)
+            default_params = {"max_seq_length": 64, "epochs": 4, "learning_rate": 1e-4,
+                              "batch_size": 16}
+            if beir is not None:
+                default_params = {}
+            task_params = {**default_params, **(params or {})}
+            console.print("4. preflight: what a task would train on")
+            preflight = api.preflight(model.id, params=task_params)
+            for key, value in preflight.items():
+                if not isinstance(value, dict | list):
+                    console.print(f"   {key}: {value}")
+            console.print("5. fine-tuning (POST /api/v1/fine-tuning/task)")
+            task = api.create_task(model.id, params=task_params,
+                                   idempotency_key=f"demo-{int(time.time())}")
+            console.print(f"   task {task.id}")
+            final = follow_task(api, task.id, console)
+            if final.status.value != "done":
+                console.print(f"[red]task ended {final.status.value}: {final.detail}")
+                return {"status": final.status.value, "detail": final.detail}
+            metrics = final.metrics or {}
+            console.print(metrics_table(metrics))
+            if "per_query" in metrics:
+                console.print(report_table(metrics["per_query"]))
+            tuned = api.get_model(final.result_model_id or "")
+            console.print(f"6. registered iteration {tuned.id} (parent {tuned.parent_id}); "
+                          "tune it again with another task, or download it:")
+            console.print(f"   curl -o model.tar.gz {server.url}/api/v1/embedding-models/"
+                          f"{tuned.id}/download")
+            console.print(f"Dashboard: [bold]{server.url}/[/]")
+            if keep_serving:
+                console.print("Serving until Ctrl-C …")
+                try:
+                    while server.thread.is_alive():
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return {"status": "done", "metrics": metrics, "task_id": final.id}
+    finally:
+        server.stop()
