@@ -59,6 +59,19 @@ class Settings(BaseSettings):
         None, description="Where tuned models are stored; default `<data_dir>/models`."
     )
 
+    max_query_length: int = Field(
+        2000, ge=1, description="Longest search query a clickstream session may carry (chars)."
+    )
+    max_results_per_session: int = Field(
+        1000, ge=1, description="Most search results one clickstream session may list."
+    )
+    max_events_per_push: int = Field(
+        1000, ge=1, description="Most events one `POST /clickstream/session/events` may carry."
+    )
+    max_item_text_length: int = Field(
+        100_000, ge=1, description="Longest catalogue item text accepted (chars)."
+    )
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:

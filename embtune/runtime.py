@@ -17,6 +17,7 @@ from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.brokers import BrokerBundle, build_broker
 from embtune.queue.dispatch import Dispatcher, declare_actor
+from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.runner import DataFactory, TaskRunner
@@ -41,6 +42,7 @@ class Runtime:
     tasks: TaskService
     runner: TaskRunner
     recovery: Recovery
+    clickstream: ClickstreamService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
 
@@ -89,6 +91,7 @@ class Runtime:
             tasks=tasks,
             runner=runner,
             recovery=recovery,
+            clickstream=ClickstreamService(db, settings),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

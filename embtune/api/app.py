@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from embtune import __version__
 from embtune.api.errors import install_error_handlers
-from embtune.api.routes import health, models, tasks
+from embtune.api.routes import clickstream, health, items, models, tasks
 from embtune.config import Settings
 from embtune.runtime import Runtime
 
@@ -46,4 +46,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(tasks.router)
+    app.include_router(items.router)
+    app.include_router(clickstream.router)
     return app

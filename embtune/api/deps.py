@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from embtune.runtime import Runtime
+from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.tasks import TaskService
 
@@ -23,6 +24,11 @@ def get_models(request: Request) -> ModelService:
     return request.app.state.runtime.models
 
 
+def get_clickstream(request: Request) -> ClickstreamService:
+    return request.app.state.runtime.clickstream
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
+ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]

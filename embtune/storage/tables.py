@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from embtune.storage.db import UTCDateTime
@@ -93,3 +103,97 @@ class AbortSignalRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     params: Mapped[dict[str, Any]]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# -- catalogue and clickstream ------------------------------------------------------------------
+
+
+class ItemRow(Base):
+    """A searchable document; keyed by the search engine's own object id."""
+
+    __tablename__ = "items"
+
+    object_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class BatchRow(Base):
+    """A group of sessions trained on together; `open` collects, `released` is frozen."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_batches_created", "created_at", "id"),
+        # At most one open batch: two ingests creating it lazily at once cannot both win.
+        Index(
+            "uq_batches_open",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+
+class SearchSessionRow(Base):
+    __tablename__ = "search_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("batches.id", ondelete="RESTRICT")
+    )
+    query: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    search_meta: Mapped[dict[str, Any] | None]
+    irrelevant: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_search_sessions_batch", "batch_id", "session_id"),)
+
+
+class SessionResultRow(Base):
+    """One shown result; (session, object) is unique so a click names exactly one result."""
+
+    __tablename__ = "session_results"
+
+    session_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("search_sessions.session_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    object_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)  # order as posted: the tie-break for ranks
+    meta: Mapped[dict[str, Any] | None]
+
+
+class ClickEventRow(Base):
+    """A user action on a shown result; the foreign key keeps clicks on unshown items out."""
+
+    __tablename__ = "click_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    session_id: Mapped[str] = mapped_column(String(200))
+    object_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "object_id"],
+            ["session_results.session_id", "session_results.object_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_click_events_session", "session_id", "created_at", "id"),
+    )

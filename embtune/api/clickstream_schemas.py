@@ -1,0 +1,176 @@
+"""API schemas of the catalogue and the clickstream: what clients send and receive.
+
+Fixed limits live here as Field bounds; the deployment-tunable ones (query length, results per
+session, events per push, item text length) come from settings and are checked by the service.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord
+
+
+def _assume_utc(value: datetime | None) -> datetime | None:
+    """Clients often send naive ISO timestamps; they are read as UTC rather than refused."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+# Ids chosen by the search engine: any printable text, so its own ids pass unchanged.
+ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Timestamp = Annotated[datetime | None, AfterValidator(_assume_utc)]
+Meta = dict[str, Any] | None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- items ----------------------------------------------------------------------------------------
+class ItemIn(_Request):
+    object_id: ExternalId
+    text: str = Field(min_length=1)
+    meta: Meta = None
+
+
+class ItemsUpsert(_Request):
+    items: list[ItemIn] = Field(min_length=1, max_length=1000)
+
+
+class ItemsUpserted(BaseModel):
+    inserted: int
+    updated: int
+
+
+class ItemPublic(BaseModel):
+    object_id: str
+    text: str
+    meta: Meta
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: Item) -> ItemPublic:
+        return cls(
+            object_id=item.object_id,
+            text=item.text,
+            meta=item.meta,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+
+
+# -- sessions -------------------------------------------------------------------------------------
+class SearchResultIn(_Request):
+    object_id: ExternalId
+    rank: int | None = Field(None, ge=1, le=1_000_000, description="Default: position + 1.")
+    meta: Meta = None
+
+
+class SessionCreate(_Request):
+    session_id: ExternalId
+    search_query: str = Field(min_length=1)
+    search_results: list[SearchResultIn] = Field(description="In the order they were shown.")
+    user_id: ExternalId | None = None
+    created_at: Timestamp = Field(None, description="Default: when the server received it.")
+    search_meta: Meta = None
+
+
+class EventIn(_Request):
+    event_id: ExternalId = Field(description="Unique per event: a repeated push is skipped.")
+    object_id: ExternalId
+    event_type: str = Field("click", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    created_at: Timestamp = Field(None, description="Default: when the server received it.")
+
+
+class EventsPush(_Request):
+    session_id: ExternalId
+    events: list[EventIn] = Field(min_length=1)
+
+
+class EventsPushed(BaseModel):
+    session_id: str
+    received: int
+    new: int = Field(description="Events not seen before; repeats are skipped.")
+
+
+class SessionRef(_Request):
+    session_id: ExternalId
+
+
+class SearchResultPublic(BaseModel):
+    object_id: str
+    rank: int
+    meta: Meta
+
+
+class EventPublic(BaseModel):
+    event_id: str
+    object_id: str
+    event_type: str
+    created_at: datetime
+
+
+class SessionPublic(BaseModel):
+    session_id: str
+    batch_id: str
+    search_query: str
+    user_id: str | None
+    created_at: datetime
+    search_meta: Meta
+    irrelevant: bool
+    search_results: list[SearchResultPublic]
+    events: list[EventPublic]
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SessionPublic:
+        return cls(
+            session_id=record.session_id,
+            batch_id=record.batch_id,
+            search_query=record.query,
+            user_id=record.user_id,
+            created_at=record.created_at,
+            search_meta=record.search_meta,
+            irrelevant=record.irrelevant,
+            search_results=[
+                SearchResultPublic(object_id=r.object_id, rank=r.rank, meta=r.meta)
+                for r in record.results
+            ],
+            events=[
+                EventPublic(
+                    event_id=e.event_id,
+                    object_id=e.object_id,
+                    event_type=e.event_type,
+                    created_at=e.created_at,
+                )
+                for e in record.events
+            ],
+        )
+
+
+# -- batches --------------------------------------------------------------------------------------
+class BatchPublic(BaseModel):
+    id: str
+    status: BatchStatus
+    created_at: datetime
+    released_at: datetime | None
+    sessions_count: int
+    clicks_count: int
+    irrelevant_count: int
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchPublic:
+        return cls(
+            id=batch.id,
+            status=batch.status,
+            created_at=batch.created_at,
+            released_at=batch.released_at,
+            sessions_count=batch.sessions_count,
+            clicks_count=batch.clicks_count,
+            irrelevant_count=batch.irrelevant_count,
+        )

@@ -1,0 +1,98 @@
+"""`/api/v1/clickstream`: search sessions, their events, and the batches they are trained in."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from embtune.api.clickstream_schemas import (
+    BatchPublic,
+    EventsPush,
+    EventsPushed,
+    SessionCreate,
+    SessionPublic,
+    SessionRef,
+)
+from embtune.api.deps import ClickstreamDep
+from embtune.api.schemas import ErrorBody
+
+router = APIRouter(prefix="/api/v1/clickstream", tags=["clickstream"])
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown session or batch"}}
+FROZEN = {409: {"model": ErrorBody, "description": "The session's batch is already released"}}
+
+
+@router.post(
+    "/session",
+    response_model=SessionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": SessionPublic, "description": "Same session posted again, same body"},
+        409: {"model": ErrorBody, "description": "Same session id with another body"},
+        422: {"model": ErrorBody},
+    },
+)
+def create_session(
+    body: SessionCreate, clickstream: ClickstreamDep, response: Response
+) -> SessionPublic:
+    """Record a search; it joins the open batch."""
+    record, created = clickstream.ingest_session(**body.model_dump())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return SessionPublic.of(record)
+
+
+@router.post(
+    "/session/events",
+    response_model=EventsPushed,
+    responses={**NOT_FOUND, **FROZEN, 422: {"model": ErrorBody}},
+)
+def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
+    """Record clicks (or other events) on the session's results; all or nothing. An event id
+    already stored is skipped, so a push can be repeated safely."""
+    received, new = clickstream.push_events(
+        body.session_id, [event.model_dump() for event in body.events]
+    )
+    return EventsPushed(session_id=body.session_id, received=received, new=new)
+
+
+@router.post(
+    "/session/irrelevant", response_model=SessionPublic, responses={**NOT_FOUND, **FROZEN}
+)
+def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
+    """Flag a session whose results held nothing relevant (training uses it as negatives)."""
+    return SessionPublic.of(clickstream.mark_irrelevant(body.session_id))
+
+
+@router.get("/session/{session_id:path}", response_model=SessionPublic, responses=NOT_FOUND)
+def get_session(session_id: str, clickstream: ClickstreamDep) -> SessionPublic:
+    return SessionPublic.of(clickstream.session(session_id))
+
+
+@router.post(
+    "/batch/release",
+    response_model=BatchPublic,
+    responses={409: {"model": ErrorBody, "description": "The open batch has no sessions"}},
+)
+def release_batch(clickstream: ClickstreamDep) -> BatchPublic:
+    """Freeze the open batch for training and open a new one."""
+    return BatchPublic.of(clickstream.release())
+
+
+@router.get("/batch", response_model=list[BatchPublic])
+def list_batches(
+    clickstream: ClickstreamDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[BatchPublic]:
+    """Newest first; `X-Total-Count` carries the total."""
+    page, total = clickstream.batches_page(offset=offset, limit=limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [BatchPublic.of(batch) for batch in page]
+
+
+@router.get("/batch/{batch_id}", response_model=BatchPublic, responses=NOT_FOUND)
+def get_batch(batch_id: str, clickstream: ClickstreamDep) -> BatchPublic:
+    return BatchPublic.of(clickstream.batch(batch_id))

@@ -1,0 +1,41 @@
+"""`/api/v1/items`: the catalogue of searchable documents the clickstream refers to."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from embtune.api.clickstream_schemas import ItemPublic, ItemsUpsert, ItemsUpserted
+from embtune.api.deps import ClickstreamDep
+from embtune.api.schemas import ErrorBody
+
+router = APIRouter(prefix="/api/v1/items", tags=["items"])
+
+
+@router.post("", response_model=ItemsUpserted, responses={422: {"model": ErrorBody}})
+def upsert_items(body: ItemsUpsert, clickstream: ClickstreamDep) -> ItemsUpserted:
+    """Insert new items and overwrite known ones (by object id); all or nothing."""
+    counts = clickstream.upsert_items([item.model_dump() for item in body.items])
+    return ItemsUpserted(inserted=counts.inserted, updated=counts.updated)
+
+
+@router.get("", response_model=list[ItemPublic])
+def list_items(
+    clickstream: ClickstreamDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[ItemPublic]:
+    """Ordered by object id; `X-Total-Count` carries the catalogue size."""
+    page, total = clickstream.items_page(offset=offset, limit=limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [ItemPublic.of(item) for item in page]
+
+
+# `:path` so an object id containing "/" still addresses its item.
+@router.get(
+    "/{object_id:path}", response_model=ItemPublic, responses={404: {"model": ErrorBody}}
+)
+def get_item(object_id: str, clickstream: ClickstreamDep) -> ItemPublic:
+    return ItemPublic.of(clickstream.item(object_id))

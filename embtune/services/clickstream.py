@@ -1,0 +1,346 @@
+"""Catalogue and clickstream use cases: upsert items, ingest sessions and events, release
+batches, and the read-only training view a worker gets of one batch.
+
+Every write owns one transaction, so a rejected request stores nothing. Size bounds come from
+settings (they can be raised per deployment), hence are checked here rather than in the API
+schemas; each violation names its field the way request validation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from embtune.clickstream.sessions import Session
+from embtune.config import Settings
+from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord, UpsertCounts
+from embtune.errors import Conflict, InvalidParams, NotFound
+from embtune.services.tasks import request_fingerprint
+from embtune.storage.clickstream_repo import ClickstreamRepository
+from embtune.storage.db import Database, utcnow
+from embtune.storage.items_repo import ItemRepository
+
+
+def _field_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+def _raise_invalid(errors: list[dict[str, Any]]) -> None:
+    if errors:
+        fields = ", ".join(".".join(map(str, e["loc"][1:])) for e in errors[:5])
+        raise InvalidParams(f"invalid request: {fields}", errors)
+
+
+def _too_long_text(loc: Sequence[str | int], limit: int) -> dict[str, Any]:
+    return _field_error(loc, f"String should have at most {limit} characters", "string_too_long")
+
+
+def _too_many(loc: Sequence[str | int], limit: int, given: int) -> dict[str, Any]:
+    return _field_error(
+        loc, f"List should have at most {limit} items after validation, not {given}", "too_long"
+    )
+
+
+@dataclass(frozen=True)
+class BatchTrainingData:
+    """`TrainingData` for one batch, read lazily: a plugin that needs only the sessions never
+    pays for the catalogue."""
+
+    batch_id: str
+    db: Database
+    clickstream: ClickstreamRepository
+    items: ItemRepository
+
+    def sessions(self) -> list[Session]:
+        with self.db.read() as session:
+            return self.clickstream.training_sessions(session, self.batch_id)
+
+    def item_texts(self, object_ids: Iterable[str] | None = None) -> dict[str, str]:
+        with self.db.read() as session:
+            if object_ids is not None:
+                return self.items.texts(session, object_ids)
+            texts: dict[str, str] = {}
+            for chunk in self.items.all_texts(session):
+                texts.update(chunk)
+            return texts
+
+
+class ClickstreamService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.items = ItemRepository()
+        self.clickstream = ClickstreamRepository()
+
+    # -- catalogue ------------------------------------------------------------------------------
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> UpsertCounts:
+        """Insert new items, overwrite known ones; all of the list or none of it."""
+        limit = self.settings.max_item_text_length
+        errors = [
+            _too_long_text(["items", index, "text"], limit)
+            for index, item in enumerate(items)
+            if len(item["text"]) > limit
+        ]
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item["object_id"] in seen:
+                errors.append(
+                    _field_error(
+                        ["items", index, "object_id"],
+                        f"duplicate object_id {item['object_id']!r} in this request",
+                        "value_error",
+                    )
+                )
+            seen.add(item["object_id"])
+        _raise_invalid(errors)
+        with self.db.transaction() as session:
+            return self.items.upsert(session, [dict(item) for item in items], utcnow())
+
+    def item(self, object_id: str) -> Item:
+        with self.db.read() as session:
+            item = self.items.get(session, object_id)
+        if item is None:
+            raise NotFound(f"item {object_id!r} not found")
+        return item
+
+    def items_page(self, *, offset: int, limit: int) -> tuple[list[Item], int]:
+        with self.db.read() as session:
+            return self.items.page(session, offset=offset, limit=limit)
+
+    # -- sessions -------------------------------------------------------------------------------
+    def ingest_session(
+        self,
+        *,
+        session_id: str,
+        search_query: str,
+        search_results: Sequence[Mapping[str, Any]],
+        user_id: str | None = None,
+        created_at: datetime | None = None,
+        search_meta: dict[str, Any] | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        """Returns (session, created). The same id with the same body → the stored session;
+        with another body → 409, since silently keeping either version would lose data."""
+        errors: list[dict[str, Any]] = []
+        if len(search_query) > self.settings.max_query_length:
+            errors.append(_too_long_text(["search_query"], self.settings.max_query_length))
+        if len(search_results) > self.settings.max_results_per_session:
+            errors.append(
+                _too_many(
+                    ["search_results"],
+                    self.settings.max_results_per_session,
+                    len(search_results),
+                )
+            )
+        positions: dict[str, int] = {}
+        for index, result in enumerate(search_results):
+            first = positions.setdefault(result["object_id"], index)
+            if first != index:
+                errors.append(
+                    _field_error(
+                        ["search_results", index, "object_id"],
+                        f"duplicate object_id {result['object_id']!r} (also at index {first})",
+                        "value_error",
+                    )
+                )
+        _raise_invalid(errors)
+
+        results = [
+            {
+                "object_id": result["object_id"],
+                "rank": result.get("rank") or index + 1,
+                "position": index,
+                "meta": result.get("meta"),
+            }
+            for index, result in enumerate(search_results)
+        ]
+        fingerprint = request_fingerprint(
+            {
+                "search_query": search_query,
+                "search_results": [
+                    {k: r[k] for k in ("object_id", "rank", "meta")} for r in results
+                ],
+                "user_id": user_id,
+                "created_at": created_at.astimezone(UTC).isoformat() if created_at else None,
+                "search_meta": search_meta,
+            }
+        )
+        now = utcnow()
+        with self.db.transaction() as session:
+            inserted = False
+            if self.clickstream.session_row(session, session_id) is None:
+                batch_id = self.clickstream.join_open_batch(session, now)
+                inserted = self.clickstream.insert_session(
+                    session,
+                    {
+                        "session_id": session_id,
+                        "batch_id": batch_id,
+                        "query": search_query,
+                        "user_id": user_id,
+                        "search_meta": search_meta,
+                        "irrelevant": False,
+                        "request_hash": fingerprint,
+                        "created_at": created_at or now,
+                        "received_at": now,
+                    },
+                    results,
+                )
+            if not inserted:
+                existing = self.clickstream.session_row(session, session_id)
+                assert existing is not None
+                if existing.request_hash != fingerprint:
+                    raise Conflict(
+                        f"session {session_id!r} was already posted with a different body"
+                    )
+            record = self.clickstream.get_session(session, session_id)
+        assert record is not None
+        return record, inserted
+
+    def push_events(
+        self, session_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        """Record events; returns (received, new). An event id seen before is skipped, so a
+        client may repeat a push after a timeout. Late events for a released batch are
+        refused (409) unless they are all repeats: a released batch is frozen for training."""
+        if len(events) > self.settings.max_events_per_push:
+            _raise_invalid(
+                [_too_many(["events"], self.settings.max_events_per_push, len(events))]
+            )
+        unique: dict[str, Mapping[str, Any]] = {}
+        errors: list[dict[str, Any]] = []
+        for index, event in enumerate(events):
+            earlier = unique.setdefault(event["event_id"], event)
+            if earlier is not event and _event_key(earlier) != _event_key(event):
+                errors.append(
+                    _field_error(
+                        ["events", index, "event_id"],
+                        f"event_id {event['event_id']!r} repeated with different content",
+                        "value_error",
+                    )
+                )
+        _raise_invalid(errors)
+
+        now = utcnow()
+        with self.db.transaction() as session:
+            row = self.clickstream.session_row(session, session_id)
+            if row is None:
+                raise NotFound(f"session {session_id!r} not found")
+            status = self.clickstream.lock_batch(session, row.batch_id)
+            shown = self.clickstream.shown_objects(
+                session, session_id, (e["object_id"] for e in events)
+            )
+            _raise_invalid(
+                [
+                    _field_error(
+                        ["events", index, "object_id"],
+                        f"object {event['object_id']!r} is not among the results of session "
+                        f"{session_id!r}",
+                        "value_error",
+                    )
+                    for index, event in enumerate(events)
+                    if event["object_id"] not in shown
+                ]
+            )
+            known = self.clickstream.known_events(session, unique)
+            for event_id, stored in known.items():
+                if stored != (session_id, *_event_key(unique[event_id])):
+                    raise Conflict(
+                        f"event_id {event_id!r} was already recorded for session {stored[0]!r}, "
+                        f"object {stored[1]!r}, type {stored[2]!r}"
+                    )
+            fresh = [
+                {
+                    "event_id": event_id,
+                    "session_id": session_id,
+                    "object_id": event["object_id"],
+                    "event_type": event.get("event_type") or "click",
+                    "created_at": event.get("created_at") or now,
+                    "received_at": now,
+                }
+                for event_id, event in unique.items()
+                if event_id not in known
+            ]
+            if fresh and status is BatchStatus.released:
+                raise Conflict(
+                    f"session {session_id!r} belongs to released batch {row.batch_id}; "
+                    "its events can no longer change"
+                )
+            added = self.clickstream.insert_events(session, fresh)
+        return len(events), added
+
+    def mark_irrelevant(self, session_id: str) -> SessionRecord:
+        """Flag a session whose results held nothing relevant; repeating it changes nothing."""
+        with self.db.transaction() as session:
+            row = self.clickstream.session_row(session, session_id)
+            if row is None:
+                raise NotFound(f"session {session_id!r} not found")
+            if not row.irrelevant:
+                status = self.clickstream.lock_batch(session, row.batch_id)
+                if status is BatchStatus.released:
+                    raise Conflict(
+                        f"session {session_id!r} belongs to released batch {row.batch_id}; "
+                        "it can no longer change"
+                    )
+                self.clickstream.set_irrelevant(session, session_id)
+            record = self.clickstream.get_session(session, session_id)
+        assert record is not None
+        return record
+
+    def session(self, session_id: str) -> SessionRecord:
+        with self.db.read() as session:
+            record = self.clickstream.get_session(session, session_id)
+        if record is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return record
+
+    # -- batches --------------------------------------------------------------------------------
+    def release_open_batch(self) -> str | None:
+        """Freeze the open batch and open a new one; None (nothing changed) when it is empty."""
+        released = self._release()
+        return released.id if released else None
+
+    def release(self) -> Batch:
+        """`release_open_batch` for the API: an empty batch is a 409, not a silent no-op."""
+        released = self._release()
+        if released is None:
+            raise Conflict("batch is empty: no sessions arrived since the last release")
+        return released
+
+    def _release(self) -> Batch | None:
+        """Holds the open batch `FOR UPDATE`, so it waits for ingests writing into it and makes
+        later ingests wait, then join the new batch (see `embtune.storage.clickstream_repo`).
+        The batch is read back under that lock: the counts returned are the frozen ones."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            batch_id = self.clickstream.open_batch_id(session, exclusive=True)
+            if batch_id is None:
+                # A concurrent release may have frozen the row we waited for; this second read
+                # is a new statement and sees the batch it opened.
+                batch_id = self.clickstream.open_batch_id(session, exclusive=True)
+            if batch_id is None or self.clickstream.count_sessions(session, batch_id) == 0:
+                return None
+            self.clickstream.mark_released(session, batch_id, now)
+            self.clickstream.create_open_batch(session, now)
+            return self.clickstream.get_batch(session, batch_id)
+
+    def batch(self, batch_id: str) -> Batch:
+        with self.db.read() as session:
+            batch = self.clickstream.get_batch(session, batch_id)
+        if batch is None:
+            raise NotFound(f"batch {batch_id!r} not found")
+        return batch
+
+    def batches_page(self, *, offset: int, limit: int) -> tuple[list[Batch], int]:
+        with self.db.read() as session:
+            return self.clickstream.page_batches(session, offset=offset, limit=limit)
+
+    def training_data(self, batch_id: str) -> BatchTrainingData:
+        """The worker's view of a batch. An open batch is allowed (its data may still grow);
+        the worker normally trains on one it released itself."""
+        self.batch(batch_id)  # NotFound early, before a run starts
+        return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
+
+
+def _event_key(event: Mapping[str, Any]) -> tuple[str, str]:
+    return event["object_id"], event.get("event_type") or "click"
