@@ -20,7 +20,7 @@ from embtune.queue.dispatch import Dispatcher, declare_actor
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.recovery import PeriodicRecovery, Recovery
-from embtune.services.runner import DataFactory, TaskRunner
+from embtune.services.runner import TaskRunner
 from embtune.services.tasks import TaskService
 from embtune.storage import migrate
 from embtune.storage.db import Database, make_engine
@@ -52,7 +52,6 @@ class Runtime:
         settings: Settings,
         *,
         run_migrations: bool = True,
-        data_factory: DataFactory | None = None,
     ) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(make_engine(settings.resolved_database_url))
@@ -62,15 +61,15 @@ class Runtime:
         bundle = build_broker(settings, db)
         dispatcher = Dispatcher(bundle, settings.queue_name)
         artifacts = ArtifactStore(settings.models_dir)
-        tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s)
-        runner_kwargs = {"data_factory": data_factory} if data_factory else {}
+        clickstream = ClickstreamService(db, settings)
+        tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,
             plugins,
             artifacts,
             heartbeat_interval_s=settings.heartbeat_interval_s,
+            clickstream=clickstream,
             requeue=tasks.send,
-            **runner_kwargs,
         )
         recovery = Recovery(
             db,
@@ -91,7 +90,7 @@ class Runtime:
             tasks=tasks,
             runner=runner,
             recovery=recovery,
-            clickstream=ClickstreamService(db, settings),
+            clickstream=clickstream,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 
 from embtune.api.app import create_app
 from embtune.config import Settings
-from tests.support.backends import Backend, provision, selected_backends
+from tests.support.backends import TEST_PLUGINS, Backend, provision, selected_backends
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TEST_PLUGIN = "tests.support.plugins:SleepyPlugin"
+
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -46,7 +46,7 @@ def make_settings(backend: Backend, data_dir: Path, **overrides: Any) -> Setting
         "broker_url": backend.broker_url,
         "queue_name": backend.queue_name,
         "redis_namespace": backend.namespace,
-        "plugins": [TEST_PLUGIN],
+        "plugins": TEST_PLUGINS,
         "heartbeat_interval_s": 0.2,
         "recovery_interval_s": 0.5,
         "abort_grace_s": 5.0,

@@ -90,6 +90,8 @@ class FineTuningPlugin(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     trainable: ClassVar[bool] = True
+    # Whether a run trains on a clickstream batch (the runner then releases / loads it).
+    uses_clickstream: ClassVar[bool] = True
     params_model: ClassVar[type[BaseModel]] = NoParams
 
     def validate_params(self, raw: Mapping[str, Any] | None) -> BaseModel:
@@ -112,9 +114,10 @@ class FineTuningPlugin(ABC):
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
 
-    def estimate_seconds(self, params: BaseModel, data: TrainingData | None) -> float | None:
-        """Optional: a duration estimate for preflight."""
-        return None
+    def preflight(self, params: BaseModel, data: TrainingData | None) -> dict[str, Any]:
+        """What a run would train on, without training: figures, an estimated duration and
+        whether it would be refused. Methods override it; the default knows nothing."""
+        return {"would_refuse": False, "reason": None, "estimated_seconds": None}
 
     @abstractmethod
     def run(self, ctx: RunContext) -> RunResult:

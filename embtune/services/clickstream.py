@@ -16,8 +16,8 @@ from typing import Any
 from embtune.clickstream.sessions import Session
 from embtune.config import Settings
 from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord, UpsertCounts
-from embtune.errors import Conflict, InvalidParams, NotFound
-from embtune.services.tasks import request_fingerprint
+from embtune.domain.fingerprint import request_fingerprint
+from embtune.errors import Conflict, InvalidParams, NotFound, TaskRefused
 from embtune.storage.clickstream_repo import ClickstreamRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.items_repo import ItemRepository
@@ -340,6 +340,33 @@ class ClickstreamService:
         the worker normally trains on one it released itself."""
         self.batch(batch_id)  # NotFound early, before a run starts
         return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
+
+
+    def open_training_data(self) -> BatchTrainingData | None:
+        """What a task created now without `batch_id` would train on (for preflight)."""
+        with self.db.read() as session:
+            batch_id = self.clickstream.open_batch_id(session, exclusive=False)
+        if batch_id is None:
+            return None
+        return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
+
+    def data_for_run(self, batch_id: str | None) -> tuple[BatchTrainingData, bool]:
+        """The data a run trains on: its recorded batch, or the open batch released now.
+
+        Returns (data, released_now). Raises TaskRefused when there is nothing to train on —
+        a deterministic outcome that must not be retried."""
+        if batch_id is None:
+            batch_id = self.release_open_batch()
+            if batch_id is None:
+                raise TaskRefused(
+                    "no clickstream to train on: the open batch has no sessions "
+                    "(POST /api/v1/clickstream/session first)"
+                )
+            return self.training_data(batch_id), True
+        try:
+            return self.training_data(batch_id), False
+        except NotFound as exc:
+            raise TaskRefused(exc.detail) from None
 
 
 def _event_key(event: Mapping[str, Any]) -> tuple[str, str]:

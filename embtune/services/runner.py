@@ -26,8 +26,15 @@ from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
 from embtune.errors import EmbtuneError, TaskRefused, TaskStopped
-from embtune.plugins.base import RunContext, RunResult, SourceModel, TrainingData
+from embtune.plugins.base import (
+    FineTuningPlugin,
+    RunContext,
+    RunResult,
+    SourceModel,
+    TrainingData,
+)
 from embtune.plugins.registry import PluginRegistry
+from embtune.services.clickstream import ClickstreamService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
@@ -35,13 +42,6 @@ from embtune.storage.tables import TaskRow
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
-
-DataFactory = Callable[[Task], "TrainingData | None"]
-
-
-def _no_data(_task: Task) -> TrainingData | None:
-    return None
-
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -86,14 +86,14 @@ class TaskRunner:
         artifacts: ArtifactStore,
         *,
         heartbeat_interval_s: float,
-        data_factory: DataFactory = _no_data,
+        clickstream: ClickstreamService | None = None,
         requeue: Callable[[str, str], None] | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
         self.artifacts = artifacts
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.data_factory = data_factory
+        self.clickstream = clickstream
         self.requeue = requeue
         self.tasks = TaskRepository()
         self.models = ModelRepository()
@@ -172,13 +172,32 @@ class TaskRunner:
             model=SourceModel(id=model.id, name=model.name, source=model.source),
             params=params,
             output_dir=staging,
-            data=self.data_factory(task),
+            data=self._training_data(task, plugin, live),
             report=live.report,
             should_stop=live.stop.is_set,
         )
         result = plugin.run(ctx)
         ctx.check_stop()
         self._complete(task, model, live, result)
+
+    def _training_data(
+        self, task: Task, plugin: FineTuningPlugin, live: _LiveRun
+    ) -> TrainingData | None:
+        """A task without a batch trains on the open batch, released at its start and recorded
+        on the task, so a restart retrains on the very same sessions."""
+        if not plugin.uses_clickstream or self.clickstream is None:
+            return None
+        data, released_now = self.clickstream.data_for_run(task.batch_id)
+        if released_now:
+            with self.db.transaction() as session:
+                if not self.tasks.update_live(
+                    session, task.id, live.broker_id, {"batch_id": data.batch_id}
+                ):
+                    raise TaskStopped("task left processing while its batch was released")
+                self.tasks.add_event(
+                    session, task.id, "run", None, None, f"released batch {data.batch_id}"
+                )
+        return data
 
     def _complete(
         self, task: Task, source: EmbeddingModel, live: _LiveRun, result: RunResult

@@ -6,15 +6,15 @@ delay a run but never lose or duplicate a task.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
+from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.tasks import FINISHED_WITH_RESULT, Task, TaskEvent, TaskStatus, Transition
 from embtune.errors import Conflict, NotFound
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
+from embtune.services.clickstream import ClickstreamService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
@@ -37,10 +37,6 @@ RUN_FIELDS_RESET: dict[str, Any] = {
 }
 
 
-def request_fingerprint(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class TaskService:
     def __init__(
         self,
@@ -48,8 +44,10 @@ class TaskService:
         plugins: PluginRegistry,
         dispatcher: Dispatcher,
         abort_grace_s: float,
+        clickstream: ClickstreamService | None = None,
     ) -> None:
         self.db = db
+        self.clickstream = clickstream
         self.plugins = plugins
         self.dispatcher = dispatcher
         self.abort_grace_s = abort_grace_s
@@ -73,6 +71,8 @@ class TaskService:
             raise NotFound(f"embedding model {embedding_model_id!r} not found")
         plugin = self.plugins.get_trainable(model.plugin_name)
         normalized = plugin.validate_params(params).model_dump(mode="json")
+        if batch_id is not None and self.clickstream is not None:
+            self.clickstream.batch(batch_id)  # unknown batch → 404 now, not a refusal later
         fingerprint = request_fingerprint(
             {
                 "embedding_model_id": embedding_model_id,
@@ -130,6 +130,37 @@ class TaskService:
         except Exception as exc:  # sent but not marked: recovery may resend; claim dedups
             log.warning("sent task %s but could not record it: %s", task_id, exc)
         return True
+
+    # -- preflight ------------------------------------------------------------------------------
+    def preflight(
+        self,
+        *,
+        embedding_model_id: str,
+        batch_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """What `create` with this body would train on — validated the same way, stores nothing."""
+        with self.db.read() as session:
+            model = self.models.get(session, embedding_model_id)
+        if model is None:
+            raise NotFound(f"embedding model {embedding_model_id!r} not found")
+        plugin = self.plugins.get_trainable(model.plugin_name)
+        validated = plugin.validate_params(params)
+        data = None
+        if plugin.uses_clickstream and self.clickstream is not None:
+            data = (
+                self.clickstream.training_data(batch_id)
+                if batch_id is not None
+                else self.clickstream.open_training_data()
+            )
+        return {
+            "embedding_model_id": model.id,
+            "plugin_name": plugin.name,
+            "batch_id": data.batch_id if data is not None else batch_id,
+            "params": validated.model_dump(mode="json"),
+            **plugin.preflight(validated, data),
+        }
 
     # -- read ---------------------------------------------------------------------------------
     def get(self, task_id: str) -> Task:

@@ -3,6 +3,7 @@ SQLite + embedded broker, PostgreSQL + Redis and PostgreSQL + RabbitMQ."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ PG_ADMIN = os.environ.get("EMBTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:54
 REDIS_URL = os.environ.get("EMBTUNE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("EMBTUNE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
+TEST_PLUGINS = [
+    "tests.support.plugins:SleepyPlugin",
+    "tests.support.plugins:ClickCounterPlugin",
+]
 ALL_BACKENDS = ("sqlite-embedded", "postgres-redis", "postgres-rabbitmq")
 
 
@@ -49,7 +54,7 @@ class Backend:
             "EMBTUNE_BROKER_URL": self.broker_url,
             "EMBTUNE_QUEUE_NAME": self.queue_name,
             "EMBTUNE_REDIS_NAMESPACE": self.namespace,
-            "EMBTUNE_PLUGINS": '["tests.support.plugins:SleepyPlugin"]',
+            "EMBTUNE_PLUGINS": json.dumps(TEST_PLUGINS),
             **extra,
         }
 

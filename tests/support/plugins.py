@@ -28,6 +28,7 @@ class SleepyParams(BaseModel):
 class SleepyPlugin(FineTuningPlugin):
     name: ClassVar[str] = "sleepy"
     description: ClassVar[str] = "Test plugin: sleeps through its steps."
+    uses_clickstream: ClassVar[bool] = False
     params_model: ClassVar[type[BaseModel]] = SleepyParams
 
     def run(self, ctx: RunContext) -> RunResult:
@@ -45,3 +46,23 @@ class SleepyPlugin(FineTuningPlugin):
                 raise RuntimeError("failed on purpose")
         (ctx.output_dir / "weights.txt").write_text(f"tuned from {ctx.model.id}\n")
         return RunResult(metrics={"steps": params.steps}, model_dir=ctx.output_dir)
+
+
+class ClickCounterPlugin(FineTuningPlugin):
+    """Test plugin that trains on the clickstream: reports what its batch holds."""
+
+    name: ClassVar[str] = "click-counter"
+    description: ClassVar[str] = "Test plugin: counts the sessions and clicks of its batch."
+    params_model: ClassVar[type[BaseModel]] = SleepyParams
+
+    def run(self, ctx: RunContext) -> RunResult:
+        assert ctx.data is not None
+        sessions = ctx.data.sessions()
+        time.sleep(ctx.params.step_seconds)  # type: ignore[attr-defined]
+        (ctx.output_dir / "weights.txt").write_text("counted\n")
+        metrics = {
+            "batch_id": ctx.data.batch_id,
+            "sessions": sorted(s.session_id for s in sessions),
+            "clicks": sum(len(s.clicks) for s in sessions),
+        }
+        return RunResult(metrics=metrics, model_dir=ctx.output_dir)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -36,6 +36,16 @@ def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPu
     if not created:
         response.status_code = status.HTTP_200_OK
     return TaskPublic.of(task)
+
+
+@router.post(
+    "/task/preflight",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def preflight_task(body: TaskCreate, tasks: TasksDep) -> dict[str, Any]:
+    """What a task created with this body would train on, and how long it would take.
+    Creates nothing."""
+    return tasks.preflight(**body.model_dump())
 
 
 @router.get("/task", response_model=list[TaskPublic])
