@@ -69,7 +69,8 @@ def test_fifty_concurrent_creates_with_one_key_make_one_task_and_one_run(
 def test_same_key_with_another_body_is_409(client: TestClient, model_id: str) -> None:
     create(client, model_id, idempotency_key="k1", params={"steps": 2})
     response = client.post(
-        TASKS, json={"embedding_model_id": model_id, "idempotency_key": "k1", "params": {"steps": 5}}
+        TASKS,
+        json={"embedding_model_id": model_id, "idempotency_key": "k1", "params": {"steps": 5}},
     )
     assert response.status_code == 409
     assert "k1" in response.json()["detail"]
@@ -177,7 +178,8 @@ def test_cancel_of_finished_task_is_409_and_canceled_is_unchanged(
     after = task_status(client, done["id"])
     assert after["status"] == "done" and after["result_model_id"] == done["result_model_id"]
 
-    refused = wait_status(client, create(client, model_id, params={"refuse": True})["id"], "refused")
+    refused_id = create(client, model_id, params={"refuse": True})["id"]
+    refused = wait_status(client, refused_id, "refused")
     assert client.put(f"{TASKS}/{refused['id']}/cancel").status_code == 409
     assert "no data" in refused["detail"]
     assert refused["attempts"] == 1  # refusals are final, never retried
