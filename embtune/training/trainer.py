@@ -23,13 +23,12 @@ Two losses, one per kind of evidence:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from datasets import Dataset
-from pydantic import BaseModel, ConfigDict, Field
 from sentence_transformers import (
     SentenceTransformer,
     SentenceTransformerTrainer,
@@ -44,26 +43,20 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from embtune.clickstream.sessions import Example, ScoredPair
 from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.params import LossKind, TrainParams
+from embtune.training.rows import Row, margin_rows, mnrl_rows
 
-LossKind = Literal["mnrl", "click_margin"]
-Row = Mapping[str, Any]
-
-
-class TrainParams(BaseModel):
-    """Hyper-parameters shared by the click-based methods; ranges reject values that cannot work."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(3, ge=1, le=50)
-    batch_size: int = Field(32, ge=2, le=512)
-    learning_rate: float = Field(3e-5, ge=1e-7, le=1e-2)
-    warmup_ratio: float = Field(0.1, ge=0.0, le=0.5)
-    max_seq_length: int = Field(256, ge=16, le=512)
-    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's seed range
-    validation_fraction: float = Field(0.2, ge=0.05, le=0.5)
-    min_examples: int = Field(8, ge=1)
+__all__ = [
+    "ClickstreamTrainer",
+    "LossKind",
+    "ProgressCallback",
+    "TrainOutcome",
+    "TrainParams",
+    "fine_tune",
+    "margin_rows",
+    "mnrl_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -75,30 +68,18 @@ class TrainOutcome:
     rows: int
 
 
-def mnrl_rows(examples: Iterable[Example], item_texts: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(anchor, positive, negative) rows; `negative` None where the session skipped nothing.
+class ClickstreamTrainer(SentenceTransformerTrainer):
+    """The library's trainer without its model-card callback.
 
-    A positive whose text is unknown is dropped; an unknown negative degrades its row to a pair.
-    Identical rows are kept once, since repeating them only re-weights the same evidence.
+    That callback copies training rows (here: users' search queries) into the model card as
+    widget examples and dataset samples, which `model.save` then writes to the model's README;
+    a published model must not carry them. Overriding this hook, which the library documents as
+    the place to drop the callback, also skips its `on_init_end`, which fills the card as soon as
+    the trainer is built, so removing the callback afterwards would be too late.
     """
-    rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-    for example in examples:
-        positive = item_texts.get(example.positive_id)
-        if positive is None:
-            continue
-        negative = item_texts.get(example.negative_id) if example.negative_id else None
-        key = (example.query, positive, negative)
-        rows.setdefault(key, {"anchor": example.query, "positive": positive, "negative": negative})
-    return list(rows.values())
 
-
-def margin_rows(pairs: Iterable[ScoredPair], item_texts: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(sentence1, sentence2, score) rows for CoSENT; pairs with an unknown item are dropped."""
-    return [
-        {"sentence1": pair.query, "sentence2": item_texts[pair.object_id], "score": pair.score}
-        for pair in pairs
-        if pair.object_id in item_texts
-    ]
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        return None
 
 
 class ProgressCallback(TrainerCallback):
@@ -235,7 +216,7 @@ def fine_tune(
         dataloader_num_workers=0,
         dataloader_pin_memory=model.device.type == "cuda",
     )
-    trainer = SentenceTransformerTrainer(
+    trainer = ClickstreamTrainer(
         model=model,
         args=args,
         train_dataset=_train_dataset(train_dataset_rows, loss_kind),

@@ -11,10 +11,11 @@ import torch
 from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
 
+from embtune.artifacts import resolve_source
 from embtune.clickstream.sessions import Session, build_examples, build_pairs, relevance
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.evaluation import RetrievalReport, compare_reports, evaluate_retrieval
-from embtune.training.models import load_model, resolve_model_path
+from embtune.training.models import load_model
 from embtune.training.trainer import LossKind, TrainParams, fine_tune, margin_rows, mnrl_rows
 
 ITEMS = {
@@ -95,6 +96,19 @@ def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: P
     assert last["step"] == outcome.steps and last["fraction"] == 1.0
     assert set(last) == {"step", "total_steps", "epoch", "loss", "eta_s", "fraction"}
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_saved_model_card_holds_no_training_queries(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    fine_tune(
+        model, mnrl_training_rows(), "mnrl", TrainParams(**FAST), tmp_path, lambda _: None, never
+    )
+    card = (tmp_path / "README.md").read_text() if (tmp_path / "README.md").exists() else ""
+    source_card = (resolve_source("builtin:all-MiniLM-L6-v2") / "README.md").read_text()
+    # Short queries ("pan") occur in any long text; what counts is text the source card lacked.
+    leaked = [s.query for s in SESSIONS if s.query in card and s.query not in source_card]
+    assert not leaked, f"search queries in the model card: {leaked}"
 
 
 def test_should_stop_raises_task_stopped_within_one_step(
@@ -187,10 +201,12 @@ def test_compare_reports_counts_and_orders_regressions() -> None:
     assert len(compare_reports(before, after, queries, worst=1)["worst_regressions"]) == 1
 
 
-def test_resolve_model_path_rejects_unknown_sources(tmp_path: Path) -> None:
-    assert Path(resolve_model_path("builtin:all-MiniLM-L6-v2")).is_dir()
-    assert resolve_model_path(str(tmp_path)) == str(tmp_path.resolve())
+def test_load_model_rejects_unknown_sources(tmp_path: Path) -> None:
+    # Sources resolve through embtune.artifacts.resolve_source, the registration-time check; each
+    # of these fails before any weights are read.
     with pytest.raises(ValueError, match="built-in"):
-        resolve_model_path("builtin:no-such-model")
-    with pytest.raises(ValueError, match="local directory"):
-        resolve_model_path(str(tmp_path / "missing"))
+        load_model("builtin:no-such-model", max_seq_length=32, device="cpu")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_model(str(tmp_path / "missing"), max_seq_length=32, device="cpu")
+    with pytest.raises(ValueError, match="absolute"):
+        load_model("relative/model", max_seq_length=32, device="cpu")

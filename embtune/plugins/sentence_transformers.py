@@ -1,0 +1,370 @@
+"""The built-in fine-tuning methods: a sentence-transformers model trained on search clicks.
+
+Both methods share one run — split the sessions, build rows, evaluate the source model, train,
+evaluate the tuned model on the same held-out sessions — and differ only in the loss (see
+`embtune.training.trainer`). This module is imported by the API process to list plugins and to
+run preflight, so it imports nothing heavy at module level: torch, sentence-transformers and
+datasets are imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from embtune.clickstream.sessions import (
+    Session,
+    build_examples,
+    build_pairs,
+    relevance,
+    split_sessions,
+)
+from embtune.errors import TaskRefused
+from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, TrainingData
+from embtune.training.params import LossKind, TrainParams
+from embtune.training.rows import margin_rows, mnrl_rows
+
+if TYPE_CHECKING:
+    from embtune.training.evaluation import RetrievalReport
+    from embtune.training.trainer import TrainOutcome
+
+# Measured on 2 CPU cores with all-MiniLM-L6-v2 at batch 32 and max_seq_length 256; time is
+# assumed to grow linearly with max_seq_length (texts shorter than it cost less, so this errs
+# high). A GPU is far faster; a CPU shared with other work can be several times slower.
+TRAIN_EXAMPLES_PER_S = 4.3
+ENCODE_DOCUMENTS_PER_S = 27.0
+REFERENCE_SEQ_LENGTH = 256
+
+# Overall progress is reported on this scale; the training step is in `train_step` (extra).
+PROGRESS_UNITS = 1000
+# Weights (in estimated seconds) of the phases whose cost does not grow with the data.
+_LOAD_WEIGHT_S = 5.0  # importing torch and reading the weights
+_SAVE_WEIGHT_S = 1.0
+
+
+class SentenceTransformerParams(TrainParams):
+    """The shared training hyper-parameters, plus the batch size used to encode for evaluation."""
+
+    eval_batch_size: int = Field(64, ge=1, le=1024)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a run would train and evaluate on; computed the same way by preflight and `run`."""
+
+    sessions: int
+    clicks: int
+    clicked_items_without_text: int
+    train_sessions: int
+    validation_sessions: int
+    rows: list[dict[str, Any]]
+    catalogue: dict[str, str]
+    queries: dict[str, str]  # validation queries with a clicked, catalogued item
+    relevant: dict[str, set[str]]
+
+    def figures(self) -> str:
+        return (
+            f"{self.sessions} sessions, {self.clicks} clicks, {len(self.rows)} training examples, "
+            f"{self.validation_sessions} validation sessions, "
+            f"{self.clicked_items_without_text} clicked items with no text"
+        )
+
+
+def _prepare(data: TrainingData, params: TrainParams, loss_kind: LossKind) -> _Prepared:
+    sessions = data.sessions()
+    catalogue = data.item_texts()
+    train, validation = split_sessions(sessions, params.validation_fraction, params.seed)
+    rows = _rows(train, catalogue, loss_kind)
+    clicked = {object_id for session in sessions for object_id in session.clicks}
+    queries, relevant = relevance(validation)
+    # A click on an item the catalogue lacks cannot be retrieved by any model; judging only
+    # catalogued items keeps such gaps from diluting both sides of the comparison.
+    relevant = {
+        query_id: found
+        for query_id, ids in relevant.items()
+        if (found := {object_id for object_id in ids if object_id in catalogue})
+    }
+    return _Prepared(
+        sessions=len(sessions),
+        clicks=sum(len(session.clicks) for session in sessions),
+        clicked_items_without_text=len(clicked - catalogue.keys()),
+        train_sessions=len(train),
+        validation_sessions=len(validation),
+        rows=rows,
+        catalogue=catalogue,
+        queries={query_id: queries[query_id] for query_id in relevant},
+        relevant=relevant,
+    )
+
+
+def _rows(
+    sessions: list[Session], catalogue: Mapping[str, str], loss_kind: LossKind
+) -> list[dict[str, Any]]:
+    if loss_kind == "mnrl":
+        return mnrl_rows(build_examples(sessions), catalogue)
+    if loss_kind == "click_margin":
+        return margin_rows(build_pairs(sessions), catalogue)
+    raise ValueError(f"unknown loss kind {loss_kind!r}")
+
+
+def _refusal(prepared: _Prepared, params: TrainParams) -> str | None:
+    """Why a run on this data would be refused, or None; the same answer for preflight and run."""
+    if prepared.sessions == 0:
+        return "no search sessions to train on"
+    if len(prepared.rows) < params.min_examples:
+        return (
+            f"too few training examples: {len(prepared.rows)}, at least {params.min_examples} "
+            f"are needed ({prepared.figures()})"
+        )
+    if not prepared.queries:
+        return (
+            "no validation session has a click on a catalogued item, so the tuned model could not "
+            f"be compared with the source model ({prepared.figures()})"
+        )
+    return None
+
+
+def _scale(params: TrainParams) -> float:
+    return params.max_seq_length / REFERENCE_SEQ_LENGTH
+
+
+def _training_seconds(examples: int, params: TrainParams) -> float:
+    return params.epochs * examples / TRAIN_EXAMPLES_PER_S * _scale(params)
+
+
+def _encoding_seconds(documents: int, params: TrainParams) -> float:
+    return documents / ENCODE_DOCUMENTS_PER_S * _scale(params)
+
+
+def preflight(data: TrainingData, params: TrainParams, loss_kind: LossKind) -> dict[str, Any]:
+    """What a run would train on, roughly how long it would take on CPU, and whether it would be
+    refused (with the same reason `run` would give)."""
+    prepared = _prepare(data, params, loss_kind)
+    examples = len(prepared.rows)
+    items = len(prepared.catalogue)
+    # The catalogue is encoded twice (source and tuned model); queries are short and few.
+    seconds = 2 * _encoding_seconds(items, params) + _training_seconds(examples, params)
+    reason = _refusal(prepared, params)
+    return {
+        "sessions": prepared.sessions,
+        "clicks": prepared.clicks,
+        "examples": examples,
+        "validation_sessions": prepared.validation_sessions,
+        "clicked_items_without_text": prepared.clicked_items_without_text,
+        "items": items,
+        "estimated_seconds": round(seconds, 1),
+        "would_refuse": reason is not None,
+        "reason": reason,
+    }
+
+
+class _PhaseProgress:
+    """Reports one overall progress across phases, each phase's share proportional to its
+    estimated duration, so training dominates the bar when it dominates the run."""
+
+    def __init__(self, ctx: RunContext, weights: Mapping[str, float]) -> None:
+        self._ctx = ctx
+        total = sum(weights.values()) or 1.0
+        self._spans: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for phase, weight in weights.items():
+            self._spans[phase] = (start, weight / total)
+            start += weight / total
+
+    def report(self, phase: str, fraction: float = 0.0, **extra: Any) -> None:
+        start, width = self._spans[phase]
+        overall = start + width * min(max(fraction, 0.0), 1.0)
+        step = min(round(overall * PROGRESS_UNITS), PROGRESS_UNITS)
+        self._ctx.progress(step, PROGRESS_UNITS, phase, **extra)
+
+
+class SentenceTransformerClickPlugin(FineTuningPlugin):
+    """Shared run of the click-trained sentence-transformers methods; subclasses pick the loss."""
+
+    loss_kind: ClassVar[LossKind]
+    params_model: ClassVar[type[BaseModel]] = SentenceTransformerParams
+
+    def preflight(self, params: BaseModel, data: TrainingData | None) -> dict[str, Any]:
+        if data is None:
+            return {"would_refuse": True, "estimated_seconds": None,
+                    "reason": "no clickstream to train on yet"}
+        return preflight(data, self._params(params), self.loss_kind)
+
+    def _params(self, params: BaseModel) -> SentenceTransformerParams:
+        if isinstance(params, SentenceTransformerParams):
+            return params
+        return SentenceTransformerParams.model_validate(params.model_dump())
+
+    def run(self, ctx: RunContext) -> RunResult:
+        params = self._params(ctx.params)
+        if ctx.data is None:
+            raise TaskRefused("no training data: the task has no clickstream to train on")
+        ctx.progress(0, PROGRESS_UNITS, "building examples")
+        prepared = _prepare(ctx.data, params, self.loss_kind)
+        # Refused before loading the model: a refusal should cost nothing.
+        reason = _refusal(prepared, params)
+        if reason is not None:
+            raise TaskRefused(reason)
+
+        encode_s = _encoding_seconds(len(prepared.catalogue) + len(prepared.queries), params)
+        phases = _PhaseProgress(
+            ctx,
+            {
+                "loading model": _LOAD_WEIGHT_S,
+                "evaluating source model": encode_s,
+                "training": _training_seconds(len(prepared.rows), params),
+                "evaluating tuned model": encode_s,
+                "saving": _SAVE_WEIGHT_S,
+            },
+        )
+
+        phases.report("loading model")
+        # Heavy imports here, not at module level: importing torch takes seconds.
+        from embtune.training.evaluation import evaluate_retrieval
+        from embtune.training.models import load_model
+        from embtune.training.trainer import fine_tune
+
+        try:
+            model = load_model(ctx.model.source, params.max_seq_length)
+        except ValueError as exc:  # a missing or unknown source: retrying cannot help
+            raise TaskRefused(
+                f"source model {ctx.model.source!r} cannot be loaded: {exc}"
+            ) from None
+
+        def evaluate() -> RetrievalReport:
+            return evaluate_retrieval(
+                model,
+                prepared.queries,
+                prepared.catalogue,
+                prepared.relevant,
+                batch_size=params.eval_batch_size,
+            )
+
+        phases.report("evaluating source model")
+        started = time.monotonic()
+        before = evaluate()
+        evaluation_s = time.monotonic() - started  # the tuned model's evaluation takes as long
+
+        def on_training_progress(info: Mapping[str, Any]) -> None:
+            # eta_s is to the end of the run: the trainer's estimate plus one more evaluation.
+            train_eta = info.get("eta_s")
+            phases.report(
+                "training",
+                float(info.get("fraction", 0.0)),
+                train_step=int(info["step"]),
+                train_total_steps=int(info["total_steps"]),
+                epoch=info.get("epoch"),
+                loss=info.get("loss"),
+                eta_s=None if train_eta is None else float(train_eta) + evaluation_s,
+            )
+
+        phases.report("training", train_step=0)
+        outcome = fine_tune(
+            model,
+            prepared.rows,
+            self.loss_kind,
+            params,
+            ctx.output_dir,
+            on_training_progress,
+            ctx.should_stop,
+        )
+
+        phases.report("evaluating tuned model")
+        after = evaluate()
+
+        phases.report("saving")
+        metrics = _metrics(self.name, params, prepared, before, after, outcome)
+        _write_model_card(ctx, self.name, metrics)
+        phases.report("saving", 1.0)
+        return RunResult(model_dir=ctx.output_dir, metrics=metrics)
+
+
+def _metrics(
+    method: str,
+    params: SentenceTransformerParams,
+    prepared: _Prepared,
+    before: RetrievalReport,
+    after: RetrievalReport,
+    outcome: TrainOutcome,
+) -> dict[str, Any]:
+    from embtune.training.evaluation import compare_reports
+
+    return {
+        "before": before.metrics,
+        "after": after.metrics,
+        "delta": {name: after.metrics[name] - value for name, value in before.metrics.items()},
+        "per_query": compare_reports(before, after, prepared.queries),
+        "data": {
+            "sessions": prepared.sessions,
+            "train_sessions": prepared.train_sessions,
+            "validation_sessions": prepared.validation_sessions,
+            "validation_queries": len(prepared.queries),
+            "examples": len(prepared.rows),
+            "clicks": prepared.clicks,
+            "clicked_items_without_text": prepared.clicked_items_without_text,
+            "items": len(prepared.catalogue),
+        },
+        "training": {
+            "steps": outcome.steps,
+            "train_loss": outcome.train_loss,
+            "runtime_s": outcome.runtime_s,
+            "examples_per_s": (
+                outcome.rows * params.epochs / outcome.runtime_s if outcome.runtime_s else None
+            ),
+        },
+        "method": method,
+        "params": params.model_dump(),
+    }
+
+
+def _write_model_card(ctx: RunContext, method: str, metrics: Mapping[str, Any]) -> None:
+    """Replace the README that `model.save` copied from the source model: it would describe the
+    source as if it were this model. Aggregates only; no query text goes into the card."""
+    lines = [
+        f"# {ctx.model.name}, fine-tuned on search clicks",
+        "",
+        f"Trained by embtune with the `{method}` method from source model `{ctx.model.name}` "
+        f"(id `{ctx.model.id}`, task `{ctx.task_id}`). The source model's own card states its "
+        "license and intended use, which this model inherits.",
+        "",
+        "Retrieval on held-out search sessions, over the whole catalogue:",
+        "",
+        "| metric | source | tuned |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {value:.4f} | {metrics['after'][name]:.4f} |"
+            for name, value in metrics["before"].items()
+        ),
+        "",
+        "Parameters:",
+        "",
+        "```json",
+        json.dumps(metrics["params"], indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    Path(ctx.output_dir, "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+class ClickstreamMNRLPlugin(SentenceTransformerClickPlugin):
+    name: ClassVar[str] = "sentence-transformers-mnrl"
+    description: ClassVar[str] = (
+        "Contrastive fine-tuning on (query, clicked item, skipped-above item) triplets with "
+        "in-batch negatives (MultipleNegativesRankingLoss). The default method."
+    )
+    loss_kind: ClassVar[LossKind] = "mnrl"
+
+
+class ClickMarginPlugin(SentenceTransformerClickPlugin):
+    name: ClassVar[str] = "click-margin"
+    description: ClassVar[str] = (
+        "Ranking fine-tuning on graded (query, item) pairs: clicks weighted by their rank, "
+        "skipped items and irrelevant sessions as zeros (CoSENTLoss)."
+    )
+    loss_kind: ClassVar[LossKind] = "click_margin"

@@ -1,0 +1,28 @@
+"""Hyper-parameters of the click-based methods, importable without torch.
+
+Kept apart from `trainer.py` because the API process validates params and runs preflight for
+every plugin, and must not pay for importing torch to do so.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LossKind = Literal["mnrl", "click_margin"]
+
+
+class TrainParams(BaseModel):
+    """Hyper-parameters shared by the click-based methods; ranges reject values that cannot work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1, le=50)
+    batch_size: int = Field(32, ge=2, le=512)
+    learning_rate: float = Field(3e-5, ge=1e-7, le=1e-2)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=0.5)
+    max_seq_length: int = Field(256, ge=16, le=512)
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's seed range
+    validation_fraction: float = Field(0.2, ge=0.05, le=0.5)
+    min_examples: int = Field(8, ge=1)

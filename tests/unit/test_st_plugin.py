@@ -1,0 +1,343 @@
+"""The built-in sentence-transformers plugins, run end to end on a tiny shop through a RunContext.
+
+The shop's clicks contradict the base model (see `tests.support.training_data`), so a working
+run must turn a near-zero validation nDCG into a high one; a broken one (no training, training
+on the wrong side of the split, evaluating the wrong model) cannot.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embtune.clickstream.sessions import Session, relevance, split_sessions
+from embtune.errors import TaskRefused, TaskStopped
+from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
+from embtune.plugins.registry import DEFAULT_PLUGIN, PluginRegistry
+from embtune.plugins.sentence_transformers import (
+    ENCODE_DOCUMENTS_PER_S,
+    PROGRESS_UNITS,
+    TRAIN_EXAMPLES_PER_S,
+    ClickMarginPlugin,
+    ClickstreamMNRLPlugin,
+    preflight,
+)
+from tests.support.training_data import InMemoryTrainingData, shop_jargon_data
+
+SOURCE = SourceModel(id="m-base", name="mini", source="builtin:all-MiniLM-L6-v2")
+SHOP_PARAMS = {
+    "epochs": 3,
+    "batch_size": 16,
+    "learning_rate": 2e-4,
+    "max_seq_length": 32,
+    "validation_fraction": 0.25,
+    "seed": 0,
+}
+# One short epoch, for tests that need a real run but not the full improvement.
+QUICK_PARAMS = {**SHOP_PARAMS, "epochs": 1, "batch_size": 8, "learning_rate": 5e-4}
+PHASES = [
+    "building examples",
+    "loading model",
+    "evaluating source model",
+    "training",
+    "evaluating tuned model",
+    "saving",
+]
+
+
+@dataclass
+class Run:
+    result: RunResult
+    reports: list[dict[str, Any]]
+    output_dir: Path
+    data: InMemoryTrainingData
+
+
+def run_plugin(
+    plugin: FineTuningPlugin,
+    data: InMemoryTrainingData | None,
+    output_dir: Path,
+    params: dict[str, Any],
+    source: SourceModel = SOURCE,
+    should_stop: Any = None,
+    reports: list[dict[str, Any]] | None = None,
+) -> RunResult:
+    reports = [] if reports is None else reports
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(
+        task_id="t-1",
+        model=source,
+        params=plugin.validate_params(params),
+        output_dir=output_dir,
+        data=data,
+        report=lambda **report: reports.append(report),
+        should_stop=should_stop or (lambda: False),
+    )
+    return plugin.run(ctx)
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One MNRL run on the shop, shared by the tests that only inspect its outcome."""
+    data = shop_jargon_data()
+    output_dir = tmp_path_factory.mktemp("shop") / "model"
+    reports: list[dict[str, Any]] = []
+    result = run_plugin(ClickstreamMNRLPlugin(), data, output_dir, SHOP_PARAMS, reports=reports)
+    return Run(result, reports, output_dir, data)
+
+
+def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
+    training = {
+        k: v for k, v in metrics["training"].items() if k not in {"runtime_s", "examples_per_s"}
+    }
+    return {**metrics, "training": training}
+
+
+# -- a real run ---------------------------------------------------------------------------------
+def test_tuning_on_clicks_improves_validation_ndcg(shop_run: Run) -> None:
+    metrics = shop_run.result.metrics
+    before, after = metrics["before"]["ndcg@10"], metrics["after"]["ndcg@10"]
+    assert before < 0.3, f"the shop no longer contradicts the base model (ndcg@10 {before:.3f})"
+    assert after > before + 0.4, f"ndcg@10 {before:.3f} -> {after:.3f}"
+    assert metrics["delta"]["ndcg@10"] == pytest.approx(after - before)
+
+
+def test_metrics_describe_the_run(shop_run: Run) -> None:
+    metrics = shop_run.result.metrics
+    assert set(metrics) == {
+        "before",
+        "after",
+        "delta",
+        "per_query",
+        "data",
+        "training",
+        "method",
+        "params",
+    }
+    names = {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
+    assert set(metrics["before"]) == set(metrics["after"]) == set(metrics["delta"]) == names
+    assert metrics["method"] == "sentence-transformers-mnrl"
+    assert metrics["params"] == ClickstreamMNRLPlugin().validate_params(SHOP_PARAMS).model_dump()
+    data = metrics["data"]
+    assert data["sessions"] == len(shop_run.data.search_sessions) == data["clicks"]
+    assert data["train_sessions"] + data["validation_sessions"] == data["sessions"]
+    assert data["items"] == len(shop_run.data.items)
+    training = metrics["training"]
+    assert training["steps"] > 0 and training["runtime_s"] > 0 and training["examples_per_s"] > 0
+
+
+def test_per_query_counts_add_up_to_the_validation_queries(shop_run: Run) -> None:
+    per_query = shop_run.result.metrics["per_query"]
+    _, validation = split_sessions(
+        shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
+    )
+    queries, _ = relevance(validation)
+    assert per_query["better"] + per_query["worse"] + per_query["same"] == len(queries)
+    assert len(per_query["worst_regressions"]) == min(per_query["worse"], 10)
+
+
+def test_tuned_model_is_saved_in_output_dir_and_loads(shop_run: Run) -> None:
+    from embtune.training.evaluation import evaluate_retrieval
+    from embtune.training.models import load_model
+
+    assert shop_run.result.model_dir == shop_run.output_dir
+    model = load_model(str(shop_run.output_dir), max_seq_length=32, device="cpu")
+    _, validation = split_sessions(
+        shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
+    )
+    queries, relevant = relevance(validation)
+    reloaded = evaluate_retrieval(model, queries, shop_run.data.items, relevant)
+    # The saved weights are the ones that were evaluated as "after".
+    assert reloaded.metrics["ndcg@10"] == pytest.approx(
+        shop_run.result.metrics["after"]["ndcg@10"], abs=1e-4
+    )
+
+
+def test_model_card_names_the_method_and_holds_no_queries(shop_run: Run) -> None:
+    card = (shop_run.output_dir / "README.md").read_text()
+    assert "sentence-transformers-mnrl" in card and SOURCE.name in card
+    leaked = {s.query for s in shop_run.data.search_sessions if s.query in card}
+    assert not leaked
+
+
+def test_progress_goes_through_the_phases_to_the_end(shop_run: Run) -> None:
+    reports = shop_run.reports
+    messages = list(dict.fromkeys(r["message"] for r in reports))
+    assert messages == PHASES
+    steps = [r["step"] for r in reports]
+    assert steps == sorted(steps) and steps[-1] == PROGRESS_UNITS
+    assert all(r["total_steps"] == PROGRESS_UNITS for r in reports)
+    training = [r for r in reports if r.get("train_total_steps")]
+    assert training, "the trainer's steps were not forwarded"
+    assert training[-1]["train_step"] == training[-1]["train_total_steps"]
+    assert shop_run.result.metrics["training"]["steps"] == training[-1]["train_total_steps"]
+    assert {"epoch", "loss", "eta_s"} <= set(training[-1])
+    # Training dominates the run, so it gets most of the bar.
+    first_training = next(r["step"] for r in reports if r["message"] == "training")
+    assert training[-1]["step"] - first_training > PROGRESS_UNITS / 3
+
+
+def test_same_seed_gives_same_metrics(tmp_path: Path) -> None:
+    data = shop_jargon_data(sessions_per_product=2)
+    runs = [
+        run_plugin(ClickstreamMNRLPlugin(), data, tmp_path / name, QUICK_PARAMS).metrics
+        for name in ("a", "b")
+    ]
+    assert without_timings(runs[0]) == without_timings(runs[1])
+    assert runs[0]["after"] != runs[0]["before"], "the runs did not train"
+
+
+def test_click_margin_plugin_improves_validation_ndcg(tmp_path: Path) -> None:
+    data = shop_jargon_data(sessions_per_product=2)
+    result = run_plugin(ClickMarginPlugin(), data, tmp_path, QUICK_PARAMS)
+    metrics = result.metrics
+    assert metrics["method"] == "click-margin"
+    assert metrics["after"]["ndcg@10"] > metrics["before"]["ndcg@10"]
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_should_stop_stops_training_within_one_step(tmp_path: Path) -> None:
+    reports: list[dict[str, Any]] = []
+
+    def stop_once_training_stepped() -> bool:
+        return any(r.get("train_step", 0) >= 1 for r in reports)
+
+    started = time.monotonic()
+    with pytest.raises(TaskStopped):
+        run_plugin(
+            ClickstreamMNRLPlugin(),
+            shop_jargon_data(),
+            tmp_path,
+            {**SHOP_PARAMS, "epochs": 20},
+            should_stop=stop_once_training_stepped,
+            reports=reports,
+        )
+    assert max(r.get("train_step", 0) for r in reports) == 1
+    assert not (tmp_path / "model.safetensors").exists()
+    assert time.monotonic() - started < 60  # 20 epochs would take minutes
+
+
+# -- refusals -----------------------------------------------------------------------------------
+# Five sessions with hand-countable outcomes: 3 clicks, one on an item with no text (x), one
+# session without clicks, one irrelevant. As MNRL examples, s1 and s2 give one each (a click
+# below one skipped item); the others none.
+TINY_SESSIONS = [
+    Session("s1", "alpha", ("a", "b"), ("b",)),
+    Session("s2", "beta", ("c", "d"), ("d",)),
+    Session("s3", "gamma", ("e", "x"), ("x",)),
+    Session("s4", "delta", ("a", "c"), ()),
+    Session("s5", "epsilon", ("b",), (), irrelevant=True),
+]
+TINY_ITEMS = {name: f"item {name}" for name in "abcde"}
+TINY_MNRL_EXAMPLES = {"s1": 1, "s2": 1, "s3": 0, "s4": 0, "s5": 0}
+TINY_PARAMS = {"validation_fraction": 0.5, "seed": 3, "max_seq_length": 64}
+
+
+def tiny_data() -> InMemoryTrainingData:
+    return InMemoryTrainingData(list(TINY_SESSIONS), dict(TINY_ITEMS))
+
+
+def tiny_split() -> tuple[list[Session], list[Session]]:
+    return split_sessions(TINY_SESSIONS, TINY_PARAMS["validation_fraction"], TINY_PARAMS["seed"])
+
+
+def test_too_few_examples_are_refused_with_the_figures(tmp_path: Path) -> None:
+    train, validation = tiny_split()
+    examples = sum(TINY_MNRL_EXAMPLES[s.session_id] for s in train)
+    # An unloadable source proves the refusal comes before the model is loaded.
+    unloadable = SourceModel(id="m-x", name="x", source="builtin:no-such-model")
+    with pytest.raises(TaskRefused) as refused:
+        run_plugin(ClickstreamMNRLPlugin(), tiny_data(), tmp_path, TINY_PARAMS, unloadable)
+    detail = refused.value.detail
+    for figure in (
+        "5 sessions",
+        "3 clicks",
+        f"{examples} training examples",
+        f"{len(validation)} validation sessions",
+        "1 clicked items with no text",
+        "at least 8",
+    ):
+        assert figure in detail, f"{figure!r} missing from {detail!r}"
+
+
+def test_missing_data_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TaskRefused, match="no training data"):
+        run_plugin(ClickstreamMNRLPlugin(), None, tmp_path, {})
+    with pytest.raises(TaskRefused, match="no search sessions"):
+        run_plugin(ClickstreamMNRLPlugin(), InMemoryTrainingData([], {"a": "x"}), tmp_path, {})
+
+
+def test_unloadable_source_model_is_refused(tmp_path: Path) -> None:
+    unloadable = SourceModel(id="m-x", name="x", source=str(tmp_path / "gone"))
+    with pytest.raises(TaskRefused, match="cannot be loaded"):
+        run_plugin(
+            ClickstreamMNRLPlugin(), shop_jargon_data(), tmp_path / "out", SHOP_PARAMS, unloadable
+        )
+
+
+# -- preflight ----------------------------------------------------------------------------------
+def test_preflight_figures_match_hand_counts() -> None:
+    train, validation = tiny_split()
+    assert train and validation, "pick a seed that puts sessions on both sides"
+    examples = sum(TINY_MNRL_EXAMPLES[s.session_id] for s in train)
+    params = ClickstreamMNRLPlugin().validate_params({**TINY_PARAMS, "min_examples": 1})
+    report = preflight(tiny_data(), params, "mnrl")
+    seconds = (2 * 5 / ENCODE_DOCUMENTS_PER_S + 3 * examples / TRAIN_EXAMPLES_PER_S) * 64 / 256
+    assert report == {
+        "sessions": 5,
+        "clicks": 3,
+        "examples": examples,
+        "validation_sessions": len(validation),
+        "clicked_items_without_text": 1,
+        "items": 5,
+        "estimated_seconds": round(seconds, 1),
+        "would_refuse": report["would_refuse"],
+        "reason": report["reason"],
+    }
+    assert ClickstreamMNRLPlugin().preflight(params, tiny_data()) == report
+    assert ClickstreamMNRLPlugin().preflight(params, None)["would_refuse"]
+
+
+def test_preflight_gives_the_reason_run_refuses_with(tmp_path: Path) -> None:
+    plugin = ClickstreamMNRLPlugin()
+    report = preflight(tiny_data(), plugin.validate_params(TINY_PARAMS), "mnrl")
+    assert report["would_refuse"]
+    with pytest.raises(TaskRefused) as refused:
+        run_plugin(plugin, tiny_data(), tmp_path, TINY_PARAMS)
+    assert refused.value.detail == report["reason"]
+
+
+def test_preflight_accepts_the_shop() -> None:
+    params = ClickstreamMNRLPlugin().validate_params(SHOP_PARAMS)
+    report = preflight(shop_jargon_data(), params, "mnrl")
+    assert not report["would_refuse"] and report["reason"] is None
+
+
+# -- registration and import cost ---------------------------------------------------------------
+def test_both_methods_are_registered_and_mnrl_is_the_default() -> None:
+    registry = PluginRegistry.discover()
+    assert isinstance(registry.get_trainable(DEFAULT_PLUGIN), ClickstreamMNRLPlugin)
+    assert isinstance(registry.get_trainable("click-margin"), ClickMarginPlugin)
+
+
+def test_plugin_module_and_preflight_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import embtune.plugins.sentence_transformers as st\n"
+        "from tests.support.training_data import shop_jargon_data\n"
+        "plugin = st.ClickstreamMNRLPlugin()\n"
+        "plugin.preflight(plugin.validate_params({}), shop_jargon_data())\n"
+        "heavy = {'torch', 'sentence_transformers', 'datasets', 'transformers'}\n"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
