@@ -21,6 +21,7 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.runner import TaskRunner
+from embtune.services.serving import ModelServing
 from embtune.services.tasks import TaskService
 from embtune.storage import migrate
 from embtune.storage.db import Database, make_engine
@@ -42,6 +43,7 @@ class Runtime:
     tasks: TaskService
     runner: TaskRunner
     recovery: Recovery
+    serving: ModelServing
     clickstream: ClickstreamService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
@@ -62,6 +64,7 @@ class Runtime:
         dispatcher = Dispatcher(bundle, settings.queue_name)
         artifacts = ArtifactStore(settings.models_dir)
         clickstream = ClickstreamService(db, settings)
+        models = ModelService(db, plugins)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,
@@ -86,7 +89,8 @@ class Runtime:
             broker=bundle,
             dispatcher=dispatcher,
             artifacts=artifacts,
-            models=ModelService(db, plugins),
+            models=models,
+            serving=ModelServing(models),
             tasks=tasks,
             runner=runner,
             recovery=recovery,

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from embtune.runtime import Runtime
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
+from embtune.services.serving import ModelServing
 from embtune.services.tasks import TaskService
 
 
@@ -28,7 +29,12 @@ def get_clickstream(request: Request) -> ClickstreamService:
     return request.app.state.runtime.clickstream
 
 
+def get_serving(request: Request) -> ModelServing:
+    return request.app.state.runtime.serving
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]
+ServingDep = Annotated[ModelServing, Depends(get_serving)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,6 +130,18 @@ class ModelPublic(BaseModel):
             metrics=model.metrics,
             created_at=model.created_at,
         )
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Annotated[str, Field(max_length=20_000)]] = Field(min_length=1, max_length=256)
+
+
+class EmbedResponse(BaseModel):
+    model_id: str
+    dimension: int
+    vectors: list[list[float]]
 
 
 class PluginPublic(BaseModel):

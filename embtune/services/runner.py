@@ -43,6 +43,8 @@ from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
 
+LOSS_HISTORY_POINTS = 200
+
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
@@ -59,15 +61,31 @@ class _LiveRun:
     dirty: bool = False
     new_messages: list[str] = field(default_factory=list)
     last_message: str = ""
+    loss_history: list[list[float]] = field(default_factory=list)
 
     def report(self, *, step: int, total_steps: int, message: str = "", **extra: Any) -> None:
         fraction = min(1.0, step / total_steps) if total_steps else 0.0
         with self.lock:
+            if isinstance(extra.get("loss"), int | float):
+                self._record_loss(float(extra.get("train_step", step)), float(extra["loss"]))
+            if self.loss_history:
+                extra["loss_history"] = list(self.loss_history)
             self.progress = Progress(fraction, step, total_steps, message, dict(extra))
             self.dirty = True
             if message and message != self.last_message:
                 self.new_messages.append(message)
                 self.last_message = message
+
+    def _record_loss(self, step: float, loss: float) -> None:
+        """Keep the loss curve for the dashboard bounded: past the cap, halve the resolution."""
+        if self.loss_history and self.loss_history[-1][0] == step:
+            self.loss_history[-1][1] = loss
+            return
+        self.loss_history.append([step, loss])
+        if len(self.loss_history) > LOSS_HISTORY_POINTS:
+            self.loss_history = self.loss_history[::2] + (
+                [self.loss_history[-1]] if len(self.loss_history) % 2 == 0 else []
+            )
 
     def take(self) -> tuple[Progress | None, list[str]]:
         with self.lock:
@@ -110,12 +128,12 @@ class TaskRunner:
         )
         monitor.start()
         staging = None
+        stopped = False
         try:
             staging = self.artifacts.staging_dir(task_id, broker_id)
             self._run(task, live, staging)
         except TaskStopped:
-            log.info("task %s stopped: canceled or taken over", task_id)
-            self._note(task_id, "run stopped: the task was canceled or taken over")
+            stopped = True
         except TaskRefused as exc:
             self._finish(live, Transition.refuse, detail=exc.detail)
         except TimeLimitExceeded:
@@ -135,6 +153,9 @@ class TaskRunner:
             monitor.join(timeout=5)
             if staging is not None:
                 self.artifacts.discard(staging)
+        if stopped:  # noted after clean-up, so "stopped" means nothing of the run is left
+            log.info("task %s stopped: canceled or taken over", task_id)
+            self._note(task_id, "run stopped: the task was canceled or taken over")
 
     # -- phases --------------------------------------------------------------------------------
     def _claim(self, task_id: str, broker_id: str) -> Task | None:

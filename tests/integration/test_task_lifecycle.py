@@ -160,7 +160,8 @@ def test_cancel_running_stops_within_seconds_and_registers_nothing(
     canceled = client.put(f"{TASKS}/{task['id']}/cancel").json()
     assert canceled["status"] == "canceled"
     wait_until(
-        lambda: any(e["kind"] == "run" for e in events(client, task["id"])), timeout=5
+        lambda: any(e["message"].startswith("run stopped") for e in events(client, task["id"])),
+        timeout=5,
     )
     final = task_status(client, task["id"])
     assert final["status"] == "canceled"

@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
-from embtune.api.deps import ModelsDep
-from embtune.api.schemas import ErrorBody, ModelCreate, ModelPublic, PluginPublic
+from embtune.api.deps import ModelsDep, ServingDep
+from embtune.api.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    ErrorBody,
+    ModelCreate,
+    ModelPublic,
+    PluginPublic,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -51,6 +60,33 @@ def get_model(model_id: str, models: ModelsDep) -> ModelPublic:
 def model_lineage(model_id: str, models: ModelsDep) -> list[ModelPublic]:
     """The model, its parent, and so on back to the base model."""
     return [ModelPublic.of(m) for m in models.lineage(model_id)]
+
+
+@router.get(
+    "/embedding-models/{model_id}/download",
+    response_class=FileResponse,
+    responses={404: {"model": ErrorBody}, 200: {"content": {"application/gzip": {}}}},
+)
+def download_model(model_id: str, serving: ServingDep) -> FileResponse:
+    """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`)."""
+    path = serving.archive(model_id)
+    return FileResponse(
+        path,
+        media_type="application/gzip",
+        filename=f"embtune-model-{model_id}.tar.gz",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.post(
+    "/embedding-models/{model_id}/embed",
+    response_model=EmbedResponse,
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def embed_texts(model_id: str, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
+    """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration."""
+    vectors = serving.embed(model_id, body.texts)
+    return EmbedResponse(model_id=model_id, dimension=len(vectors[0]), vectors=vectors)
 
 
 @router.get("/plugins", response_model=list[PluginPublic])
