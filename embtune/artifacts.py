@@ -26,8 +26,11 @@ def builtin_path(alias: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def resolve_source(source: str) -> Path:
-    """The directory holding a model's weights; ValueError says why when there is none."""
+def resolve_source(source: str, roots: list[Path] | None = None) -> Path:
+    """The directory holding a model's weights; ValueError says why when there is none.
+
+    With `roots`, a directory must lie inside one of them after resolving `..` and symlinks,
+    so a registered source cannot point the server at arbitrary files."""
     if source.startswith(BUILTIN_PREFIX):
         alias = source.removeprefix(BUILTIN_PREFIX)
         path = builtin_path(alias)
@@ -40,7 +43,11 @@ def resolve_source(source: str) -> Path:
         raise ValueError("must be an absolute directory path or builtin:<alias>")
     if not path.is_dir():
         raise ValueError(f"directory {source!r} does not exist")
-    return path.resolve()
+    resolved = path.resolve()
+    if roots is not None and not any(resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise ValueError(f"{source!r} is outside the allowed model roots ({allowed})")
+    return resolved
 
 
 class ArtifactStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BrokerKind = Literal["embedded", "redis", "rabbitmq"]
@@ -72,10 +72,23 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Longest catalogue item text accepted (chars)."
     )
 
+    api_token: SecretStr | None = Field(
+        None, description="When set, every endpoint but the health checks requires it."
+    )
+    max_body_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Larger request bodies are rejected with 413."
+    )
+    model_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories a registered model's source may live under, besides the data "
+        "dir (where tuned iterations are stored).",
+    )
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
-        if value != "embedded" and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+        schemes = ("redis://", "rediss://", "amqp://", "amqps://")
+        if value != "embedded" and not value.startswith(schemes):
             raise ValueError("must be 'embedded', a redis:// URL or an amqp:// URL")
         return value
 
@@ -92,6 +105,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'embtune.db').resolve()}"
+
+    @property
+    def allowed_model_roots(self) -> list[Path]:
+        return [self.data_dir.resolve(), *(root.resolve() for root in self.model_roots)]
 
     @property
     def models_dir(self) -> Path:

@@ -64,7 +64,7 @@ class Runtime:
         dispatcher = Dispatcher(bundle, settings.queue_name)
         artifacts = ArtifactStore(settings.models_dir)
         clickstream = ClickstreamService(db, settings)
-        models = ModelService(db, plugins)
+        models = ModelService(db, plugins, settings.allowed_model_roots)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,

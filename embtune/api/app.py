@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from embtune import __version__
 from embtune.api.errors import install_error_handlers
 from embtune.api.routes import clickstream, health, items, models, tasks
+from embtune.api.security import install_security
 from embtune.config import Settings
 from embtune.runtime import Runtime
+from embtune.web.routes import router as dashboard_router
 
 
 def create_app(
@@ -43,9 +45,12 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    install_security(app, token=token, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(tasks.router)
     app.include_router(items.router)
     app.include_router(clickstream.router)
+    app.include_router(dashboard_router)
     return app

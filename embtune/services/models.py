@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from embtune.artifacts import resolve_source
@@ -14,9 +15,12 @@ from embtune.storage.models_repo import ModelRepository
 
 
 class ModelService:
-    def __init__(self, db: Database, plugins: PluginRegistry) -> None:
+    def __init__(
+        self, db: Database, plugins: PluginRegistry, roots: list[Path] | None = None
+    ) -> None:
         self.db = db
         self.plugins = plugins
+        self.roots = roots
         self.repo = ModelRepository()
 
     def register(self, *, name: str, plugin_name: str, source: str) -> EmbeddingModel:
@@ -24,7 +28,7 @@ class ModelService:
             known = ", ".join(p.name for p in self.plugins.all())
             raise BadRequest(f"plugin_name: {plugin_name!r} is not installed (installed: {known})")
         try:
-            resolved = resolve_source(source)
+            resolved = resolve_source(source, self.roots)
         except ValueError as exc:
             raise BadRequest(f"source: {exc}") from None
         stored = source if source.startswith("builtin:") else str(resolved)
