@@ -47,6 +47,10 @@ class Unavailable(EmbtuneError):
     status_code = 503
 
 
+class ArtifactStoreError(EmbtuneError):
+    """Model files could not be written where tuned models are kept."""
+
+
 class TaskRefused(EmbtuneError):
     """A plugin decided deterministically that a task cannot run; never retried."""
 

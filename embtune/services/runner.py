@@ -25,7 +25,7 @@ from dramatiq.middleware import Interrupt, Shutdown, TimeLimitExceeded
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
-from embtune.errors import EmbtuneError, TaskRefused, TaskStopped
+from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
 from embtune.plugins.base import (
     FineTuningPlugin,
     RunContext,
@@ -130,7 +130,12 @@ class TaskRunner:
         staging = None
         stopped = False
         try:
-            staging = self.artifacts.staging_dir(task_id, broker_id)
+            try:
+                staging = self.artifacts.staging_dir(task_id, broker_id)
+            except OSError as exc:
+                raise ArtifactStoreError(
+                    f"artifact store {self.artifacts.root} is not writable: {exc}"
+                ) from exc
             self._run(task, live, staging)
         except TaskStopped:
             stopped = True
@@ -142,6 +147,9 @@ class TaskRunner:
             self._hand_back(live, "worker shut down during the run; re-queued")
         except Interrupt:  # dramatiq-abort's Abort: canceled and did not stop in time
             self._finish(live, Transition.fail, detail="run interrupted by an abort request")
+        except ArtifactStoreError as exc:
+            log.error("task %s failed: %s", task_id, exc.detail)
+            self._finish(live, Transition.fail, detail=exc.detail)
         except Exception as exc:
             log.exception("task %s failed", task_id)
             self._finish(live, Transition.fail, detail=_describe(exc))
@@ -224,7 +232,12 @@ class TaskRunner:
         self, task: Task, source: EmbeddingModel, live: _LiveRun, result: RunResult
     ) -> None:
         model_id = new_id()
-        published = self.artifacts.publish(result.model_dir, model_id)
+        try:
+            published = self.artifacts.publish(result.model_dir, model_id)
+        except OSError as exc:
+            raise ArtifactStoreError(
+                f"could not store the tuned model in {self.artifacts.root}: {exc}"
+            ) from exc
         try:
             with self.db.transaction() as session:
                 self.models.insert(
