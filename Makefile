@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 services:
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh || echo 'ensure-browser: chromium unavailable; e2e tests will skip'
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/embtune demo

@@ -1,0 +1,57 @@
+"""Serves the dashboard's three package files (page, script, stylesheet) with strict headers.
+
+There is no build step: the files under `static/` are what the browser runs. Every response
+carries a Content-Security-Policy that allows scripts and styles from this origin only, so API
+strings can never become markup or code even if a bug inserted them as HTML.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import APIRouter, HTTPException, Response
+
+router = APIRouter(include_in_schema=False)
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # Revalidate every load so an upgraded server never runs against a stale script.
+    "Cache-Control": "no-cache",
+}
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+def _package_file(name: str, media_type: str) -> Response:
+    body = files("embtune.web").joinpath("static", name).read_bytes()
+    return Response(body, media_type=media_type, headers=SECURITY_HEADERS)
+
+
+@router.get("/")
+def dashboard() -> Response:
+    return _package_file("index.html", "text/html; charset=utf-8")
+
+
+@router.get("/static/{name}")
+def static_asset(name: str) -> Response:
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no dashboard file {name!r}")
+    return _package_file(name, media_type)
