@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from embtune import __version__
+from embtune.api.docs import install_docs
 from embtune.api.errors import install_error_handlers
 from embtune.api.routes import clickstream, health, items, models, tasks
 from embtune.api.security import install_security
@@ -43,7 +44,10 @@ def create_app(
         version=__version__,
         description="Fine-tune a search engine's embedding model from its own clickstream.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     token = settings.api_token.get_secret_value() if settings.api_token else None
     install_security(app, token=token, max_body_bytes=settings.max_body_bytes)
