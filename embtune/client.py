@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -54,12 +54,16 @@ class UnavailableError(ApiError):
 
 
 def format_detail(detail: Any) -> str:
+    """One line: field errors as `params.epochs: msg; …`, anything else as its text."""
     if isinstance(detail, list):
         parts = []
         for err in detail:
             if isinstance(err, Mapping):
-                loc = ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query"))
-                parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+                loc = list(err.get("loc") or [])
+                if loc and loc[0] in ("body", "query", "path", "header"):
+                    loc = loc[1:]  # where the field came from, not part of its name
+                name = ".".join(str(p) for p in loc)
+                parts.append(f"{name}: {err.get('msg', '')}" if name else str(err.get("msg", "")))
             else:
                 parts.append(str(err))
         return "; ".join(parts)
@@ -113,11 +117,7 @@ class Client:
         except httpx.TransportError as exc:
             raise UnavailableError(0, f"cannot reach embtune at {self.url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text or response.reason_phrase
-            raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail)
+            self._raise_for(response)
         return response
 
     def _json(self, method: str, path: str, schema: Any = None, **kwargs: Any) -> Any:
@@ -173,11 +173,16 @@ class Client:
             raise UnavailableError(0, f"cannot reach embtune at {self.url}: {exc}") from None
         return target
 
-    def _raise_for(self, response: httpx.Response) -> None:
+    def _raise_for(self, response: httpx.Response) -> NoReturn:
+        """The error for a 4xx/5xx answer; a proxy's HTML page or an empty body still reads."""
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
+            body = None
+        if isinstance(body, dict) and "detail" in body:
+            detail = body["detail"]
+        else:
+            detail = response.text.strip()[:500] or response.reason_phrase
         raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail)
 
     def embed(self, model_id: str, texts: list[str]) -> list[list[float]]:
@@ -272,7 +277,13 @@ class Client:
             "search_results": [{"object_id": oid, "rank": i + 1} for i, oid in enumerate(results)],
             **extra,
         }
-        return self._json("POST", "/api/v1/clickstream/session", json=body)
+        return self.create_session(body)[0]
+
+    def create_session(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Post a session body as it is; returns (session, created). Posting the same body
+        again is harmless (created is False); another body under the same id is a 409."""
+        response = self._request("POST", "/api/v1/clickstream/session", json=dict(body))
+        return response.json(), response.status_code == 201
 
     def push_events(self, session_id: str, events: list[Mapping[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/clickstream/session/events",

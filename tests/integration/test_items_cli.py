@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from embtune.api.app import create_app
 from embtune.cli import app as cli
 from embtune.config import Settings
+from tests.support.live_server import live_server, unused_port
 
 pytestmark = pytest.mark.backends("sqlite-embedded")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server_url(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, run_worker=False), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(settings) as url:
+        yield url
 
 
 @pytest.fixture
@@ -95,5 +72,5 @@ def test_import_errors_are_one_line_and_fail(
     code, output = run_import(str(too_long), "--url", server_url)
     assert code == 1 and "line 1: text" in output and len(output.strip().splitlines()) == 1
 
-    code, output = run_import(str(corpus), "--url", f"http://127.0.0.1:{free_port()}")
+    code, output = run_import(str(corpus), "--url", f"http://127.0.0.1:{unused_port()}")
     assert code == 1 and "cannot reach" in output and len(output.strip().splitlines()) == 1

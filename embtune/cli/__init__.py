@@ -1,0 +1,27 @@
+"""The `embtune` command line: the service's own processes (`serve`, `worker`, `db`, `demo`) and
+a client for everything else, which talks to a server over HTTP through `embtune.client`.
+
+One module per command group; this one only assembles them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from embtune.cli import clickstream, items, models, server, tasks
+
+app = typer.Typer(
+    help="Fine-tune a search engine's embedding model from its clickstream.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens and request bodies
+)
+app.command()(server.serve)
+app.command()(server.worker)
+app.command()(server.demo)
+app.add_typer(server.db_app, name="db")
+app.add_typer(models.app, name="model")
+app.add_typer(items.app, name="items")
+app.add_typer(clickstream.app, name="clickstream")
+app.add_typer(tasks.app, name="task")
+
+__all__ = ["app"]

@@ -1,0 +1,129 @@
+"""Commands that run embtune itself: `serve`, `worker`, `db upgrade` and `demo`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embtune.cli.common import ParamOption, ParamsJsonOption, err_console, parse_params, usage_error
+from embtune.config import Settings
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    worker: Annotated[
+        bool | None,
+        typer.Option("--worker/--no-worker", help="Run a worker in this process "
+                     "(default: only with the embedded broker)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run the API (and, on the embedded defaults, an in-process worker)."""
+    import uvicorn
+
+    from embtune.api.app import create_app
+
+    _logging(log_level)
+    settings = Settings()
+    err_console.print(
+        f"embtune serving on http://{host}:{port}  (database: {settings.resolved_database_url}, "
+        f"broker: {settings.broker_kind})"
+    )
+    uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port,
+                log_level=log_level)
+
+
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Concurrent tasks in this process.")] = None,
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run a worker against the configured Redis or RabbitMQ broker and shared database."""
+    from embtune.runtime import Runtime
+
+    _logging(log_level)
+    settings = Settings()
+    if settings.broker_kind == "embedded":
+        usage_error("`embtune worker` needs EMBTUNE_BROKER_URL (redis:// or amqp://); the "
+                    "embedded broker lives inside `embtune serve`.")
+    runtime = Runtime.build(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start_worker(threads)
+    runtime.start_recovery()
+    err_console.print(f"embtune worker consuming queue {settings.queue_name!r} "
+                      f"({settings.broker_kind})")
+    stop.wait()
+    err_console.print("stopping worker…")
+    runtime.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations (also done automatically at start-up)."""
+    from embtune.storage import migrate
+    from embtune.storage.db import make_engine
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine, revision)
+    err_console.print(f"database at revision {migrate.current_revision(engine)}")
+
+
+def demo(
+    beir: Annotated[
+        Path | None,
+        typer.Option(help="A BEIR data set directory (corpus.jsonl, queries.jsonl, qrels/) "
+                     "instead of the generated shop.", file_okay=False),
+    ] = None,
+    split: Annotated[str, typer.Option(help="qrels split to simulate clicks from.")] = "train",
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many queries.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to serve on (default: a free one).")]
+    = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="Wiped and refilled on every run.", file_okay=False)
+    ] = Path(".embtune/demo"),
+    keep_serving: Annotated[
+        bool | None,
+        typer.Option("--keep-serving/--exit", help="Keep the service up for the dashboard "
+                     "afterwards (default: only when run in a terminal)."),
+    ] = None,
+    param: ParamOption = None,
+    params_json: ParamsJsonOption = None,
+) -> None:
+    """The whole job end to end on the embedded defaults: serve, load data, fine-tune, compare."""
+    from embtune.demo import run_demo
+
+    params = parse_params(param, params_json)
+    if beir is not None and not (beir / "corpus.jsonl").is_file():
+        usage_error(f"--beir {beir}: no corpus.jsonl there")
+    # run_demo wipes the directory: never let a mistyped path cost someone their data.
+    if data_dir.is_dir() and any(data_dir.iterdir()) and not (data_dir / "embtune.db").exists():
+        usage_error(f"--data-dir {data_dir}: not empty and not an embtune data directory; "
+                    "refusing to wipe it")
+    result = run_demo(
+        data_dir=data_dir,
+        port=port,
+        beir=beir,
+        split=split,
+        limit=limit,
+        params=params or None,
+        keep_serving=sys.stdout.isatty() if keep_serving is None else keep_serving,
+    )
+    if result.get("status") != "done":
+        raise typer.Exit(1)
