@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from embtune.clickstream.click_model import PositionBiasedClickModel
@@ -91,7 +92,8 @@ def follow_task(api: Client, task_id: str, console: Console) -> Any:
                 message += f"  loss {float(extra['loss']):.4f}"
             if extra.get("eta_s"):
                 message += f"  eta {float(extra['eta_s']):.0f}s"
-            bar.update(handle, completed=p.fraction, status=task.status.value, message=message)
+            bar.update(handle, completed=p.fraction, status=task.status.value,
+                       message=escape(message))
             final = task
         return final
 
@@ -157,6 +159,53 @@ def load_shop(api: Client, console: Console, sessions_per_query: int, seed: int)
     return sessions
 
 
+def _embed_all(api: Client, model_id: str, texts: list[str]) -> Any:
+    import numpy as np
+
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), 256):
+        vectors += api.embed(model_id, texts[start : start + 256])
+    return np.asarray(vectors, dtype="float32")
+
+
+def ground_truth_table(api: Client, models: dict[str, str], seed: int) -> Table:
+    """Every shop query against the catalogue with its *true* answer, embedded through
+    `POST /embedding-models/{id}/embed` — the way a search team would re-index."""
+    import math
+
+    from embtune.demo_data import build_catalogue
+
+    items, queries = build_catalogue(seed)
+    item_ids = [i.object_id for i in items]
+    scores: dict[str, dict[str, float]] = {}
+    for label, model_id in models.items():
+        docs = _embed_all(api, model_id, [i.text for i in items])
+        qs = _embed_all(api, model_id, [q.text for q in queries])
+        order = (qs @ docs.T).argsort(axis=1)[:, ::-1]
+        ndcg = mrr = hit = 0.0
+        for row, query in zip(order, queries, strict=True):
+            ranked = [item_ids[j] for j in row[:10]]
+            rank = next((r for r, oid in enumerate(ranked, 1) if oid in query.relevant), None)
+            if rank is not None:
+                ndcg += 1 / math.log2(rank + 1)
+                mrr += 1 / rank
+                hit += 1
+        n = len(queries)
+        scores[label] = {"ndcg@10": ndcg / n, "mrr@10": mrr / n, "recall@10": hit / n}
+    table = Table(title=f"All {len(queries)} shop queries, true answers (vectors from /embed)")
+    table.add_column("metric")
+    for label in models:
+        table.add_column(label, justify="right")
+    table.add_column("change", justify="right")
+    labels = list(models)
+    first, last = labels[0], labels[-1]
+    for name in ("ndcg@10", "mrr@10", "recall@10"):
+        change = scores[last][name] - scores[first][name]
+        table.add_row(name, *(f"{scores[label][name]:.4f}" for label in models),
+                      f"{change:+.4f}")
+    return table
+
+
 def load_beir(api: Client, console: Console, beir: Path, split: str, limit: int | None,
               seed: int) -> int:
     from embtune.clickstream.beir import iter_corpus
@@ -213,7 +262,7 @@ def run_demo(
             console.print(f"   model {model.id}")
             console.print("3. loading a catalogue and a clickstream")
             if beir is None:
-                load_shop(api, console, sessions_per_query=4, seed=seed)
+                load_shop(api, console, sessions_per_query=6, seed=seed)
             else:
                 load_beir(api, console, beir, split, limit, seed)
             default_params = {"max_seq_length": 64, "epochs": 4, "learning_rate": 1e-4,
@@ -239,6 +288,9 @@ def run_demo(
             if "per_query" in metrics:
                 console.print(report_table(metrics["per_query"]))
             tuned = api.get_model(final.result_model_id or "")
+            if beir is None:
+                console.print(ground_truth_table(
+                    api, {"base model": model.id, "tuned model": tuned.id}, seed))
             console.print(f"6. registered iteration {tuned.id} (parent {tuned.parent_id}); "
                           "tune it again with another task, or download it:")
             console.print(f"   curl -o model.tar.gz {server.url}/api/v1/embedding-models/"

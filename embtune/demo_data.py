@@ -78,26 +78,29 @@ class DemoQuery:
     relevant: frozenset[str]
 
 
+QUERY_TEMPLATES = ("{colour} {jargon}", "{jargon} in {colour}", "cheap {colour} {jargon}")
+
+
 def build_catalogue(seed: int = 7) -> tuple[list[DemoItem], list[DemoQuery]]:
+    """One product per (jargon, colour), so every query has exactly one right answer and a
+    click on it is the ground truth: the click-based report then measures real search quality."""
     rng = random.Random(seed)
     items: list[DemoItem] = []
     queries: list[DemoQuery] = []
     for jargon, (noun, features, distractors) in DOMAINS.items():
-        by_colour: dict[str, list[str]] = {}
-        for f_index, feature in enumerate(features):
-            for colour in rng.sample(COLOURS, 3):
-                code = f"{jargon[:2].upper()}-{100 + f_index * 10 + COLOURS.index(colour)}"
-                object_id = f"{jargon}-{f_index}-{colour}"
-                text = f"{feature.capitalize()} {noun} in {colour}. Product code {code}."
-                items.append(DemoItem(object_id, text))
-                by_colour.setdefault(colour, []).append(object_id)
+        colours = rng.sample(COLOURS, len(features))
+        for f_index, (feature, colour) in enumerate(zip(features, colours, strict=True)):
+            code = f"{jargon[:2].upper()}-{100 + 10 * f_index + COLOURS.index(colour)}"
+            object_id = f"{jargon}-{colour}"
+            items.append(DemoItem(
+                object_id, f"{feature.capitalize()} {noun} in {colour}. Product code {code}."
+            ))
+            for t_index, template in enumerate(QUERY_TEMPLATES):
+                queries.append(DemoQuery(
+                    f"{jargon}-{colour}-{t_index}",
+                    template.format(colour=colour, jargon=jargon),
+                    frozenset({object_id}),
+                ))
         for d_index, text in enumerate(distractors):
             items.append(DemoItem(f"{jargon}-distractor-{d_index}", text))
-        queries.append(DemoQuery(f"{jargon}", f"{jargon}", frozenset(
-            oid for ids in by_colour.values() for oid in ids)))
-        for colour, ids in sorted(by_colour.items()):
-            queries.append(DemoQuery(f"{jargon}-{colour}", f"{colour} {jargon}", frozenset(ids)))
-            queries.append(
-                DemoQuery(f"{jargon}-{colour}-cheap", f"cheap {colour} {jargon}", frozenset(ids))
-            )
     return items, queries
