@@ -59,7 +59,7 @@ class Backend:
         }
 
 
-def _pg_url(dbname: str) -> str:
+def pg_url(dbname: str) -> str:
     base = PG_ADMIN.rsplit("/", 1)[0]
     return f"{base}/{dbname}".replace("postgresql://", "postgresql+psycopg://", 1)
 
@@ -102,7 +102,7 @@ def provision(name: str, tmp_path: Path) -> Iterator[Backend]:
     pg_name = None
     if name.startswith("postgres"):
         pg_name = create_pg_database()
-        database_url = _pg_url(pg_name)
+        database_url = pg_url(pg_name)
     else:
         database_url = f"sqlite:///{tmp_path / 'embtune.db'}"
     broker_url = {"embedded": "embedded", "redis": REDIS_URL, "rabbitmq": AMQP_URL}[
