@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from embtune.storage.tasks_repo import TaskRepository
 log = logging.getLogger(__name__)
 
 LOSS_HISTORY_POINTS = 200
+CANCEL_POLL_S = 0.25
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -319,11 +321,28 @@ class TaskRunner:
 
     # -- monitor thread -----------------------------------------------------------------------
     def _monitor(self, live: _LiveRun) -> None:
-        while not live.stop.wait(self.heartbeat_interval_s):
+        """Heart-beat every `heartbeat_interval_s`; between beats, a cheap read of the status
+        every `CANCEL_POLL_S` so a cancel stops the run within a fraction of a second."""
+        poll = min(CANCEL_POLL_S, self.heartbeat_interval_s)
+        next_beat = time.monotonic() + self.heartbeat_interval_s
+        while not live.stop.wait(poll):
             try:
-                self._beat(live)
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_interval_s
+                    self._beat(live)
+                elif not self._still_owned(live):
+                    live.stop.set()
             except Exception:  # a database blip must not kill the run; next beat retries
                 log.warning("heartbeat for task %s failed", live.task_id, exc_info=True)
+
+    def _still_owned(self, live: _LiveRun) -> bool:
+        with self.db.read() as session:
+            task = self.tasks.get(session, live.task_id)
+        return (
+            task is not None
+            and task.status is TaskStatus.processing
+            and task.broker_id == live.broker_id
+        )
 
     def _beat(self, live: _LiveRun) -> None:
         progress, messages = live.take()
