@@ -28,18 +28,28 @@ class Settings(BaseSettings):
         "embedded",
         description="`embedded` (in-process), `redis://…` or `amqp://…`.",
     )
-    queue_name: str = Field("fine_tuning", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    queue_name: str = Field(
+        "fine_tuning", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="The Dramatiq queue."
+    )
     redis_namespace: str = Field("embtune", description="Key prefix for the Redis broker.")
     abort_redis_url: str | None = Field(
         None, description="Redis for abort signals; default: the broker's Redis, else the database."
     )
 
     worker_threads: int = Field(1, ge=1, le=64, description="Concurrent tasks per worker process.")
-    embedded_worker: bool = Field(True, description="Run a worker inside `embtune serve`.")
-    heartbeat_interval_s: float = Field(1.0, gt=0, le=60)
-    heartbeat_timeout_s: float = Field(60.0, gt=0)
+    embedded_worker: bool = Field(
+        True, description="On the embedded broker, run a worker inside `embtune serve`."
+    )
+    heartbeat_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often a run heart-beats and flushes its progress."
+    )
+    heartbeat_timeout_s: float = Field(
+        60.0, gt=0, description="A processing task silent this long is re-queued."
+    )
     max_attempts: int = Field(3, ge=1, le=100, description="Runs of a task before it fails.")
-    recovery_interval_s: float = Field(10.0, gt=0)
+    recovery_interval_s: float = Field(
+        10.0, gt=0, description="How often recovery looks for lost messages and dead workers."
+    )
     undelivered_after_s: float = Field(
         2.0, ge=0, description="A pending task never sent for this long is sent again."
     )
@@ -49,14 +59,11 @@ class Settings(BaseSettings):
     abort_grace_s: float = Field(
         15.0, ge=0, description="How long a canceled run may take to stop by itself."
     )
-    task_time_limit_s: float = Field(24 * 3600.0, gt=0)
+    task_time_limit_s: float = Field(24 * 3600.0, gt=0, description="Hard limit on one run.")
 
     plugins: list[str] = Field(
         default_factory=list,
         description="Extra plugin classes as `module:Class`, besides entry points.",
-    )
-    artifacts_url: str | None = Field(
-        None, description="Where tuned models are stored; default `<data_dir>/models`."
     )
 
     max_query_length: int = Field(

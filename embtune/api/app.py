@@ -30,7 +30,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.build(settings)
         app.state.runtime = rt
-        worker = run_worker if run_worker is not None else rt.broker.kind == "embedded"
+        worker = (
+            run_worker
+            if run_worker is not None
+            else rt.broker.kind == "embedded" and settings.embedded_worker
+        )
         if worker:
             rt.start_worker()
         rt.start_recovery()
