@@ -6,25 +6,57 @@ session, events per push, item text length) come from settings and are checked b
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from embtune.api.schemas import NO_NUL, JsonObject
 from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord
+
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_date_time(value: Any) -> Any:
+    """Only what the spec promises (`format: date-time`): left alone, pydantic would also read
+    numbers and digit strings as Unix time, guessing seconds or milliseconds from their size,
+    and a bare date as midnight — silently shifting when a click happened."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise PydanticCustomError(
+            "datetime_type", "Input should be an ISO 8601 date-time, e.g. 2024-05-01T10:00:00Z"
+        )
+    return value
 
 
 def _assume_utc(value: datetime | None) -> datetime | None:
-    """Clients often send naive ISO timestamps; they are read as UTC rather than refused."""
-    if value is not None and value.tzinfo is None:
+    """Clients often send naive ISO timestamps; they are read as UTC rather than refused.
+
+    Stored in UTC, so a time that has no UTC equivalent (0001-01-01T00:00+01:00) is refused
+    here rather than overflowing later (it was a 500)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "Input should be a date-time between years 1 and 9999 in UTC"
+        ) from None
     return value
 
 
 # Ids chosen by the search engine: any printable text, so its own ids pass unchanged.
 ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Timestamp = Annotated[datetime | None, AfterValidator(_assume_utc)]
+Timestamp = Annotated[
+    datetime | None, BeforeValidator(_iso_date_time), AfterValidator(_assume_utc)
+]
 Meta = dict[str, Any] | None
+MetaIn = JsonObject
 
 
 class _Request(BaseModel):
@@ -34,8 +66,8 @@ class _Request(BaseModel):
 # -- items ----------------------------------------------------------------------------------------
 class ItemIn(_Request):
     object_id: ExternalId
-    text: str = Field(min_length=1)
-    meta: Meta = None
+    text: str = Field(min_length=1, pattern=NO_NUL)
+    meta: MetaIn = None
 
 
 class ItemsUpsert(_Request):
@@ -69,23 +101,27 @@ class ItemPublic(BaseModel):
 class SearchResultIn(_Request):
     object_id: ExternalId
     rank: int | None = Field(None, ge=1, le=1_000_000, description="Default: position + 1.")
-    meta: Meta = None
+    meta: MetaIn = None
 
 
 class SessionCreate(_Request):
     session_id: ExternalId
-    search_query: str = Field(min_length=1)
+    search_query: str = Field(min_length=1, pattern=NO_NUL)
     search_results: list[SearchResultIn] = Field(description="In the order they were shown.")
     user_id: ExternalId | None = None
-    created_at: Timestamp = Field(None, description="Default: when the server received it.")
-    search_meta: Meta = None
+    created_at: Timestamp = Field(
+        None, description="ISO 8601, naive means UTC. Default: when the server received it."
+    )
+    search_meta: MetaIn = None
 
 
 class EventIn(_Request):
     event_id: ExternalId = Field(description="Unique per event: a repeated push is skipped.")
     object_id: ExternalId
     event_type: str = Field("click", pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    created_at: Timestamp = Field(None, description="Default: when the server received it.")
+    created_at: Timestamp = Field(
+        None, description="ISO 8601, naive means UTC. Default: when the server received it."
+    )
 
 
 class EventsPush(_Request):

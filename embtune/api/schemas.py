@@ -2,25 +2,52 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Task, TaskEvent, TaskStatus
 
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.:]+$")
 
+# PostgreSQL text cannot hold NUL: such text is refused here (422 naming the field), so both
+# databases answer alike and no insert or lookup fails inside the database with a 500.
+NO_NUL = r"^[^\x00]*$"
+PathId = Annotated[str, Path(pattern=NO_NUL)]
+
+
+def _storable_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Free-form JSON is decoded leniently: NaN/Infinity and lone surrogates ("\\udc00") get
+    through. PostgreSQL then refuses the row (a 500), SQLite turns NaN into null, and a stored
+    surrogate cannot be encoded again, so every later read of the row would fail."""
+    if value is not None:
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+        except (ValueError, UnicodeEncodeError):
+            raise PydanticCustomError(
+                "json_invalid",
+                "Input should be plain JSON: no NaN or Infinity, no unpaired surrogates",
+            ) from None
+    return value
+
+
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_storable_json)]
+
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    embedding_model_id: str = Field(min_length=1, max_length=64)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
-    batch_id: str | None = Field(None, min_length=1, max_length=64)
-    params: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    embedding_model_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    batch_id: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
+    params: JsonObject = None
+    metadata: JsonObject = None
 
 
 class TaskProgress(BaseModel):
@@ -99,11 +126,12 @@ class TaskEventPublic(BaseModel):
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    plugin_name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    plugin_name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     source: str = Field(
         min_length=1,
         max_length=4096,
+        pattern=NO_NUL,
         description="`builtin:all-MiniLM-L6-v2` or an absolute path to a model directory.",
     )
 
@@ -151,5 +179,65 @@ class PluginPublic(BaseModel):
     params_schema: dict[str, Any]
 
 
+class PreflightPublic(BaseModel):
+    """Common fields; each method adds its own figures (sessions, clicks, examples, …)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    embedding_model_id: str
+    plugin_name: str
+    batch_id: str | None
+    params: dict[str, Any]
+    would_refuse: bool
+    reason: str | None = None
+    estimated_seconds: float | None = None
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ready` or `not ready`.")
+    checks: dict[str, str] = Field(description="`ok` or why it is unreachable, per dependency.")
+
+
+# -- errors ---------------------------------------------------------------------------------------
 class ErrorBody(BaseModel):
-    detail: str | list[dict[str, Any]]
+    """Every error but 422."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Where, e.g. `["body", "params", "steps"]`.')
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """422: each invalid field, named by its location."""
+
+    detail: list[FieldError]
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Well-formed, but cannot be honoured",
+    401: "Missing or invalid API token (when `EMBTUNE_API_TOKEN` is set)",
+    404: "Not found",
+    409: "Conflicts with the resource's state or with an earlier request",
+    413: "Request body over `EMBTUNE_MAX_BODY_BYTES`",
+    422: "Invalid request; every bad field is named by its location",
+    503: "Database or broker unreachable; retry after `Retry-After` seconds",
+}
+# FastAPI answers a body it cannot even decode (not UTF-8) with 400, before validation.
+UNDECODABLE = "The body is not UTF-8 text"
+
+
+def error_responses(
+    *codes: int, described: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for these error statuses, each with its body schema, so the OpenAPI
+    spec lists every status a route can answer (the schema fuzz test holds it to that)."""
+    notes = {**ERROR_DESCRIPTIONS, **(described or {})}
+    return {
+        code: {"model": ValidationErrorBody if code == 422 else ErrorBody,
+               "description": notes[code]}
+        for code in codes
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from embtune.cli.common import ParamOption, ParamsJsonOption, err_console, parse_params, usage_error
 from embtune.config import Settings
@@ -23,6 +25,32 @@ def _logging(level: str) -> None:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (also as `[::1]` or IPv4-mapped): only this machine can
+    connect. `0.0.0.0`, `::` and any other name or address are reachable from elsewhere."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def check_bind(host: str, token: str | None, insecure: bool) -> str | None:
+    """Why serving on `host` would be unsafe, or None. Off loopback, whoever reaches the port
+    could read the clickstream, start tasks and download models: a token is required unless
+    the operator accepts that with --insecure (e.g. behind an authenticating proxy)."""
+    if token or insecure or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host} without an API token: set EMBTUNE_API_TOKEN, "
+        "bind 127.0.0.1, or pass --insecure to allow unauthenticated access"
+    )
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -31,18 +59,32 @@ def serve(
         typer.Option("--worker/--no-worker", help="Run a worker in this process "
                      "(default: only with the embedded broker)."),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow a non-loopback --host without "
+                     "EMBTUNE_API_TOKEN (anyone reaching the port gets full access)."),
+    ] = False,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the API (and, on the embedded defaults, an in-process worker)."""
+    settings = Settings()
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    problem = check_bind(host, token, insecure)
+    if problem:
+        usage_error(problem)
+
     import uvicorn
 
     from embtune.api.app import create_app
 
     _logging(log_level)
-    settings = Settings()
+    if not token and not is_loopback(host):
+        err_console.print(
+            f"[yellow]warning:[/] serving on {escape(host)} with no API token (--insecure)"
+        )
     err_console.print(
-        f"embtune serving on http://{host}:{port}  (database: {settings.resolved_database_url}, "
-        f"broker: {settings.broker_kind})"
+        f"embtune serving on http://{escape(host)}:{port}  "
+        f"(database: {escape(settings.resolved_database_url)}, broker: {settings.broker_kind})"
     )
     uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port,
                 log_level=log_level)

@@ -15,12 +15,14 @@ from embtune.api.clickstream_schemas import (
     SessionRef,
 )
 from embtune.api.deps import ClickstreamDep
-from embtune.api.schemas import ErrorBody
+from embtune.api.schemas import UNDECODABLE, PathId, error_responses
 
-router = APIRouter(prefix="/api/v1/clickstream", tags=["clickstream"])
+router = APIRouter(
+    prefix="/api/v1/clickstream", tags=["clickstream"], responses=error_responses(401, 503)
+)
 
-NOT_FOUND = {404: {"model": ErrorBody, "description": "Unknown session or batch"}}
-FROZEN = {409: {"model": ErrorBody, "description": "The session's batch is already released"}}
+UNKNOWN_SESSION = {404: "Unknown session"}
+FROZEN = {409: "The session's batch is already released"}
 
 
 @router.post(
@@ -29,8 +31,11 @@ FROZEN = {409: {"model": ErrorBody, "description": "The session's batch is alrea
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": SessionPublic, "description": "Same session posted again, same body"},
-        409: {"model": ErrorBody, "description": "Same session id with another body"},
-        422: {"model": ErrorBody},
+        **error_responses(
+            400, 409, 413, 422,
+            described={400: UNDECODABLE, 409: "Same session id with another body",
+                       422: "Invalid session: over a size bound, duplicated results, …"},
+        ),
     },
 )
 def create_session(
@@ -46,7 +51,15 @@ def create_session(
 @router.post(
     "/session/events",
     response_model=EventsPushed,
-    responses={**NOT_FOUND, **FROZEN, 422: {"model": ErrorBody}},
+    responses=error_responses(
+        400, 404, 409, 413, 422,
+        described={
+            400: UNDECODABLE,
+            **UNKNOWN_SESSION,
+            409: "New events for a released batch, or an event id reused for another event",
+            422: "Invalid events: too many, objects not among the session's results, …",
+        },
+    ),
 )
 def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
     """Record clicks (or other events) on the session's results; all or nothing. An event id
@@ -58,29 +71,37 @@ def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
 
 
 @router.post(
-    "/session/irrelevant", response_model=SessionPublic, responses={**NOT_FOUND, **FROZEN}
+    "/session/irrelevant",
+    response_model=SessionPublic,
+    responses=error_responses(
+        400, 404, 409, 413, 422, described={400: UNDECODABLE, **UNKNOWN_SESSION, **FROZEN}
+    ),
 )
 def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
     """Flag a session whose results held nothing relevant (training uses it as negatives)."""
     return SessionPublic.of(clickstream.mark_irrelevant(body.session_id))
 
 
-@router.get("/session/{session_id:path}", response_model=SessionPublic, responses=NOT_FOUND)
-def get_session(session_id: str, clickstream: ClickstreamDep) -> SessionPublic:
+@router.get(
+    "/session/{session_id:path}",
+    response_model=SessionPublic,
+    responses=error_responses(404, 422, described=UNKNOWN_SESSION),
+)
+def get_session(session_id: PathId, clickstream: ClickstreamDep) -> SessionPublic:
     return SessionPublic.of(clickstream.session(session_id))
 
 
 @router.post(
     "/batch/release",
     response_model=BatchPublic,
-    responses={409: {"model": ErrorBody, "description": "The open batch has no sessions"}},
+    responses=error_responses(409, described={409: "The open batch has no sessions"}),
 )
 def release_batch(clickstream: ClickstreamDep) -> BatchPublic:
     """Freeze the open batch for training and open a new one."""
     return BatchPublic.of(clickstream.release())
 
 
-@router.get("/batch", response_model=list[BatchPublic])
+@router.get("/batch", response_model=list[BatchPublic], responses=error_responses(422))
 def list_batches(
     clickstream: ClickstreamDep,
     response: Response,
@@ -93,6 +114,10 @@ def list_batches(
     return [BatchPublic.of(batch) for batch in page]
 
 
-@router.get("/batch/{batch_id}", response_model=BatchPublic, responses=NOT_FOUND)
-def get_batch(batch_id: str, clickstream: ClickstreamDep) -> BatchPublic:
+@router.get(
+    "/batch/{batch_id}",
+    response_model=BatchPublic,
+    responses=error_responses(404, 422, described={404: "Unknown batch"}),
+)
+def get_batch(batch_id: PathId, clickstream: ClickstreamDep) -> BatchPublic:
     return BatchPublic.of(clickstream.batch(batch_id))

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from embtune.api.deps import RuntimeDep
+from embtune.api.schemas import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -15,7 +16,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     for name, probe in (("database", runtime.db.ping), ("broker", runtime.dispatcher.ping)):

@@ -8,19 +8,26 @@ from fastapi import APIRouter, Query, Response
 
 from embtune.api.clickstream_schemas import ItemPublic, ItemsUpsert, ItemsUpserted
 from embtune.api.deps import ClickstreamDep
-from embtune.api.schemas import ErrorBody
+from embtune.api.schemas import UNDECODABLE, PathId, error_responses
 
-router = APIRouter(prefix="/api/v1/items", tags=["items"])
+router = APIRouter(prefix="/api/v1/items", tags=["items"], responses=error_responses(401, 503))
 
 
-@router.post("", response_model=ItemsUpserted, responses={422: {"model": ErrorBody}})
+@router.post(
+    "",
+    response_model=ItemsUpserted,
+    responses=error_responses(
+        400, 413, 422,
+        described={400: UNDECODABLE, 422: "Invalid items: too long, duplicated object ids, …"},
+    ),
+)
 def upsert_items(body: ItemsUpsert, clickstream: ClickstreamDep) -> ItemsUpserted:
     """Insert new items and overwrite known ones (by object id); all or nothing."""
     counts = clickstream.upsert_items([item.model_dump() for item in body.items])
     return ItemsUpserted(inserted=counts.inserted, updated=counts.updated)
 
 
-@router.get("", response_model=list[ItemPublic])
+@router.get("", response_model=list[ItemPublic], responses=error_responses(422))
 def list_items(
     clickstream: ClickstreamDep,
     response: Response,
@@ -35,7 +42,9 @@ def list_items(
 
 # `:path` so an object id containing "/" still addresses its item.
 @router.get(
-    "/{object_id:path}", response_model=ItemPublic, responses={404: {"model": ErrorBody}}
+    "/{object_id:path}",
+    response_model=ItemPublic,
+    responses=error_responses(404, 422, described={404: "Unknown item"}),
 )
-def get_item(object_id: str, clickstream: ClickstreamDep) -> ItemPublic:
+def get_item(object_id: PathId, clickstream: ClickstreamDep) -> ItemPublic:
     return ItemPublic.of(clickstream.item(object_id))

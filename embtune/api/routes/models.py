@@ -10,28 +10,38 @@ from starlette.background import BackgroundTask
 
 from embtune.api.deps import ModelsDep, ServingDep
 from embtune.api.schemas import (
+    UNDECODABLE,
     EmbedRequest,
     EmbedResponse,
-    ErrorBody,
     ModelCreate,
     ModelPublic,
+    PathId,
     PluginPublic,
+    error_responses,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(prefix="/api/v1", tags=["models"], responses=error_responses(401, 503))
+
+UNKNOWN_MODEL = {404: "Unknown embedding model"}
 
 
 @router.post(
     "/embedding-models",
     response_model=ModelPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={400: {"model": ErrorBody}},
+    responses=error_responses(
+        400, 413, 422,
+        described={400: "Plugin not installed, or source unknown or outside the model "
+                   f"roots; or: {UNDECODABLE}"},
+    ),
 )
 def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
     return ModelPublic.of(models.register(**body.model_dump()))
 
 
-@router.get("/embedding-models", response_model=list[ModelPublic])
+@router.get(
+    "/embedding-models", response_model=list[ModelPublic], responses=error_responses(422)
+)
 def list_models(
     models: ModelsDep,
     response: Response,
@@ -46,18 +56,18 @@ def list_models(
 @router.get(
     "/embedding-models/{model_id}",
     response_model=ModelPublic,
-    responses={404: {"model": ErrorBody}},
+    responses=error_responses(404, 422, described=UNKNOWN_MODEL),
 )
-def get_model(model_id: str, models: ModelsDep) -> ModelPublic:
+def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
     return ModelPublic.of(models.get(model_id))
 
 
 @router.get(
     "/embedding-models/{model_id}/lineage",
     response_model=list[ModelPublic],
-    responses={404: {"model": ErrorBody}},
+    responses=error_responses(404, 422, described=UNKNOWN_MODEL),
 )
-def model_lineage(model_id: str, models: ModelsDep) -> list[ModelPublic]:
+def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic]:
     """The model, its parent, and so on back to the base model."""
     return [ModelPublic.of(m) for m in models.lineage(model_id)]
 
@@ -65,9 +75,15 @@ def model_lineage(model_id: str, models: ModelsDep) -> list[ModelPublic]:
 @router.get(
     "/embedding-models/{model_id}/download",
     response_class=FileResponse,
-    responses={404: {"model": ErrorBody}, 200: {"content": {"application/gzip": {}}}},
+    responses={
+        200: {"content": {"application/gzip": {}}},
+        **error_responses(
+            400, 404, 422,
+            described={**UNKNOWN_MODEL, 400: "The model's weights are not available"},
+        ),
+    },
 )
-def download_model(model_id: str, serving: ServingDep) -> FileResponse:
+def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
     """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`)."""
     path = serving.archive(model_id)
     return FileResponse(
@@ -81,9 +97,12 @@ def download_model(model_id: str, serving: ServingDep) -> FileResponse:
 @router.post(
     "/embedding-models/{model_id}/embed",
     response_model=EmbedResponse,
-    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses=error_responses(
+        400, 404, 413, 422,
+        described={**UNKNOWN_MODEL, 400: f"The model cannot be loaded; or: {UNDECODABLE}"},
+    ),
 )
-def embed_texts(model_id: str, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
+def embed_texts(model_id: PathId, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
     """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration."""
     vectors = serving.embed(model_id, body.texts)
     return EmbedResponse(model_id=model_id, dimension=len(vectors[0]), vectors=vectors)

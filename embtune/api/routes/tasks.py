@@ -8,15 +8,33 @@ from fastapi import APIRouter, Query, Response, status
 
 from embtune.api.deps import TasksDep
 from embtune.api.errors import query_error
-from embtune.api.schemas import ErrorBody, TaskCreate, TaskEventPublic, TaskPublic
+from embtune.api.schemas import (
+    NO_NUL,
+    UNDECODABLE,
+    PathId,
+    PreflightPublic,
+    TaskCreate,
+    TaskEventPublic,
+    TaskPublic,
+    error_responses,
+)
 from embtune.domain.tasks import TaskStatus
 
-router = APIRouter(prefix="/api/v1/fine-tuning", tags=["fine-tuning"])
+router = APIRouter(
+    prefix="/api/v1/fine-tuning", tags=["fine-tuning"], responses=error_responses(401, 503)
+)
 
-ERRORS = {
-    404: {"model": ErrorBody, "description": "Unknown task"},
-    409: {"model": ErrorBody, "description": "Conflicts with the task's state"},
+UNKNOWN_TASK = {404: "Unknown task"}
+CREATE_ERRORS = {
+    400: f"The model's plugin is not installed or cannot fine-tune; or: {UNDECODABLE}",
+    404: "Unknown embedding model or batch",
+    422: "Invalid body, or params invalid for the model's plugin (named `params.<field>`)",
 }
+# Documents the values `TaskStatus.parse` accepts (any case, surrounding blanks); the check itself
+# stays in the route, whose 422 lists the valid statuses.
+STATUS_PATTERN = r"^\s*(" + "|".join(
+    "".join(f"[{c.lower()}{c.upper()}]" for c in status.value) for status in TaskStatus
+) + r")\s*$"
 
 
 @router.post(
@@ -25,9 +43,10 @@ ERRORS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": TaskPublic, "description": "Existing task for this idempotency key"},
-        400: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        409: {"model": ErrorBody},
+        **error_responses(
+            400, 404, 409, 413, 422,
+            described={**CREATE_ERRORS, 409: "Idempotency key used with another body"},
+        ),
     },
 )
 def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPublic:
@@ -40,7 +59,8 @@ def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPu
 
 @router.post(
     "/task/preflight",
-    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    response_model=PreflightPublic,
+    responses=error_responses(400, 404, 413, 422, described=CREATE_ERRORS),
 )
 def preflight_task(body: TaskCreate, tasks: TasksDep) -> dict[str, Any]:
     """What a task created with this body would train on, and how long it would take.
@@ -48,7 +68,7 @@ def preflight_task(body: TaskCreate, tasks: TasksDep) -> dict[str, Any]:
     return tasks.preflight(**body.model_dump())
 
 
-@router.get("/task", response_model=list[TaskPublic])
+@router.get("/task", response_model=list[TaskPublic], responses=error_responses(422))
 def list_tasks(
     tasks: TasksDep,
     response: Response,
@@ -56,9 +76,14 @@ def list_tasks(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     status_: Annotated[
         str | None,
-        Query(alias="status", max_length=32, description="Any case: pending, PROCESSING, …"),
+        Query(
+            alias="status",
+            max_length=32,
+            description="Any case: pending, PROCESSING, …",
+            json_schema_extra={"pattern": STATUS_PATTERN},
+        ),
     ] = None,
-    embedding_model_id: Annotated[str | None, Query(max_length=64)] = None,
+    embedding_model_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> list[TaskPublic]:
     """Newest first; `X-Total-Count` carries the filtered total."""
     parsed = None
@@ -74,26 +99,42 @@ def list_tasks(
     return [TaskPublic.of(t) for t in page]
 
 
-@router.get("/task/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})
-def get_task(task_id: str, tasks: TasksDep) -> TaskPublic:
+@router.get(
+    "/task/{task_id}",
+    response_model=TaskPublic,
+    responses=error_responses(404, 422, described=UNKNOWN_TASK),
+)
+def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     return TaskPublic.of(tasks.get(task_id))
 
 
 @router.get(
-    "/task/{task_id}/events", response_model=list[TaskEventPublic], responses={404: ERRORS[404]}
+    "/task/{task_id}/events",
+    response_model=list[TaskEventPublic],
+    responses=error_responses(404, 422, described=UNKNOWN_TASK),
 )
-def task_events(task_id: str, tasks: TasksDep) -> list[TaskEventPublic]:
+def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]:
     """Transitions and progress messages, oldest first."""
     return [TaskEventPublic.of(e) for e in tasks.events(task_id)]
 
 
-@router.put("/task/{task_id}/restart", response_model=TaskPublic, responses={404: ERRORS[404]})
-def restart_task(task_id: str, tasks: TasksDep) -> TaskPublic:
+@router.put(
+    "/task/{task_id}/restart",
+    response_model=TaskPublic,
+    responses=error_responses(404, 422, described=UNKNOWN_TASK),
+)
+def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Back to pending with a new message; a processing task is returned unchanged."""
     return TaskPublic.of(tasks.restart(task_id))
 
 
-@router.put("/task/{task_id}/cancel", response_model=TaskPublic, responses=ERRORS)
-def cancel_task(task_id: str, tasks: TasksDep) -> TaskPublic:
+@router.put(
+    "/task/{task_id}/cancel",
+    response_model=TaskPublic,
+    responses=error_responses(
+        404, 409, 422, described={**UNKNOWN_TASK, 409: "The task already finished"}
+    ),
+)
+def cancel_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Pending or processing → canceled; canceled → unchanged; finished → 409."""
     return TaskPublic.of(tasks.cancel(task_id))

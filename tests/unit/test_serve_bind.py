@@ -1,0 +1,65 @@
+"""`embtune serve` refuses to expose an unauthenticated API beyond this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from embtune.cli import app as cli
+from embtune.cli.server import check_bind
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "::1", "[::1]",
+             "::ffff:127.0.0.1"],
+)
+def test_loopback_needs_no_token(host: str) -> None:
+    assert check_bind(host, token=None, insecure=False) is None
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "[::]", "10.1.2.3", "192.168.0.7", "fe80::1", "example.com",
+             "localhost.example.com", "128.0.0.1"],
+)
+def test_other_addresses_need_a_token_or_insecure(host: str) -> None:
+    refusal = check_bind(host, token=None, insecure=False)
+    assert refusal is not None and host in refusal and "EMBTUNE_API_TOKEN" in refusal
+    assert check_bind(host, token="s3cret", insecure=False) is None
+    assert check_bind(host, token=None, insecure=True) is None
+
+
+def test_an_empty_token_is_no_token() -> None:
+    # the app installs no auth for an empty token, so it must not unlock the bind either
+    assert check_bind("0.0.0.0", token="", insecure=False) is not None
+
+
+def test_serve_on_all_interfaces_without_a_token_exits_2_with_one_line() -> None:
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "1"], env={"EMBTUNE_API_TOKEN": None}
+    )
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing to serve on 0.0.0.0")
+    assert "--insecure" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,env",
+    [(["--insecure"], {"EMBTUNE_API_TOKEN": None}), ([], {"EMBTUNE_API_TOKEN": "s3cret"})],
+)
+def test_serve_proceeds_with_a_token_or_insecure(
+    args: list[str], env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(kwargs))
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "8123", *args],
+        env={**env, "EMBTUNE_DATA_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    assert (served["host"], served["port"]) == ("0.0.0.0", 8123)
+    assert ("no API token" in result.output) == ("--insecure" in args)
