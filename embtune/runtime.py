@@ -73,6 +73,7 @@ class Runtime:
             heartbeat_interval_s=settings.heartbeat_interval_s,
             clickstream=clickstream,
             requeue=tasks.send,
+            cache_dir=settings.data_dir.resolve() / "cache" / "embeddings",
         )
         recovery = Recovery(
             db,

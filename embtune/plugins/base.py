@@ -58,6 +58,9 @@ class RunContext:
     data: TrainingData | None
     report: Callable[..., None]
     should_stop: Callable[[], bool]
+    # Where a method may keep reusable, derived data between runs (e.g. catalogue embeddings per
+    # model); None: nothing is kept. Everything in it must be safe to delete at any time.
+    cache_dir: Path | None = None
 
     def progress(
         self, step: int, total_steps: int, message: str = "", **extra: Any

@@ -108,12 +108,14 @@ class TaskRunner:
         heartbeat_interval_s: float,
         clickstream: ClickstreamService | None = None,
         requeue: Callable[[str, str], None] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
         self.artifacts = artifacts
         self.heartbeat_interval_s = heartbeat_interval_s
         self.clickstream = clickstream
+        self.cache_dir = cache_dir
         self.requeue = requeue
         self.tasks = TaskRepository()
         self.models = ModelRepository()
@@ -206,6 +208,7 @@ class TaskRunner:
             data=self._training_data(task, plugin, live),
             report=live.report,
             should_stop=live.stop.is_set,
+            cache_dir=self.cache_dir,
         )
         result = plugin.run(ctx)
         ctx.check_stop()

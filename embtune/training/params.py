@@ -11,6 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 LossKind = Literal["mnrl", "click_margin"]
+# `auto`: bf16 or fp16 on a GPU, bf16 *encoding* on a CPU with native bf16, fp32 otherwise (see
+# `embtune.training.precision`).
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class TrainParams(BaseModel):
@@ -26,3 +29,6 @@ class TrainParams(BaseModel):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's seed range
     validation_fraction: float = Field(0.2, ge=0.05, le=0.5)
     min_examples: int = Field(8, ge=1)
+    precision: PrecisionName = Field(
+        "auto", description="Floating-point precision of encoding and training."
+    )

@@ -45,6 +45,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.params import LossKind, TrainParams
+from embtune.training.precision import resolve_precision
 from embtune.training.rows import Row, margin_rows, mnrl_rows
 
 __all__ = [
@@ -66,6 +67,8 @@ class TrainOutcome:
     train_loss: float
     runtime_s: float
     rows: int
+    precision: str = "fp32"  # what the optimizer steps ran in: fp32, bf16 or fp16 (mixed)
+    save_s: float = 0.0  # writing the weights, apart from training
 
 
 class ClickstreamTrainer(SentenceTransformerTrainer):
@@ -194,6 +197,8 @@ def fine_tune(
         )
     loss = _loss(model, loss_kind)
     model.max_seq_length = params.max_seq_length
+    device = model.device.type
+    precision = resolve_precision(params.precision, device).train
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=params.epochs,
@@ -211,8 +216,11 @@ def fine_tune(
         logging_steps=1,  # the progress callback reads each step's loss from the logs
         report_to="none",
         disable_tqdm=True,
-        fp16=False,
-        bf16=False,
+        # Mixed precision: weights stay fp32, forward passes autocast. On CPU the trainer wants
+        # `use_cpu` to accept bf16; `auto` never trains in bf16 on CPU (see precision.py).
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu" and precision == "bf16",
         dataloader_num_workers=0,
         dataloader_pin_memory=model.device.type == "cuda",
     )
@@ -225,6 +233,7 @@ def fine_tune(
     )
     trainer.remove_callback(PrinterCallback)  # it would print every step's logs to stdout
     output = trainer.train()
+    saving = time.monotonic()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(output_dir))
     return TrainOutcome(
@@ -233,4 +242,6 @@ def fine_tune(
         train_loss=float(output.training_loss),
         runtime_s=float(output.metrics.get("train_runtime", 0.0)),
         rows=len(train_dataset_rows),
+        precision=precision,
+        save_s=time.monotonic() - saving,
     )

@@ -57,6 +57,7 @@ class Run:
     reports: list[dict[str, Any]]
     output_dir: Path
     data: InMemoryTrainingData
+    cache_dir: Path
 
 
 def run_plugin(
@@ -67,6 +68,7 @@ def run_plugin(
     source: SourceModel = SOURCE,
     should_stop: Any = None,
     reports: list[dict[str, Any]] | None = None,
+    cache_dir: Path | None = None,
 ) -> RunResult:
     reports = [] if reports is None else reports
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,7 @@ def run_plugin(
         data=data,
         report=lambda **report: reports.append(report),
         should_stop=should_stop or (lambda: False),
+        cache_dir=cache_dir,
     )
     return plugin.run(ctx)
 
@@ -87,16 +90,23 @@ def shop_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """One MNRL run on the shop, shared by the tests that only inspect its outcome."""
     data = shop_jargon_data()
     output_dir = tmp_path_factory.mktemp("shop") / "model"
+    cache_dir = tmp_path_factory.mktemp("cache")
     reports: list[dict[str, Any]] = []
-    result = run_plugin(ClickstreamMNRLPlugin(), data, output_dir, SHOP_PARAMS, reports=reports)
-    return Run(result, reports, output_dir, data)
+    result = run_plugin(
+        ClickstreamMNRLPlugin(), data, output_dir, SHOP_PARAMS, reports=reports,
+        cache_dir=cache_dir,
+    )
+    return Run(result, reports, output_dir, data, cache_dir)
 
 
 def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
     training = {
         k: v for k, v in metrics["training"].items() if k not in {"runtime_s", "examples_per_s"}
     }
-    return {**metrics, "training": training}
+    timed = {"phases_s", "total_s", "peak_rss_mb", "encode_items_per_s"}
+    performance = {k: v for k, v in metrics["performance"].items() if k not in timed}
+    performance["cache"] = {k: v for k, v in performance["cache"].items() if k != "key_s"}
+    return {**metrics, "training": training, "performance": performance}
 
 
 # -- a real run ---------------------------------------------------------------------------------
@@ -117,6 +127,7 @@ def test_metrics_describe_the_run(shop_run: Run) -> None:
         "per_query",
         "data",
         "training",
+        "performance",
         "method",
         "params",
     }
@@ -130,6 +141,58 @@ def test_metrics_describe_the_run(shop_run: Run) -> None:
     assert data["items"] == len(shop_run.data.items)
     training = metrics["training"]
     assert training["steps"] > 0 and training["runtime_s"] > 0 and training["examples_per_s"] > 0
+    assert training["precision"] == metrics["performance"]["precision"]["train"]
+
+
+def test_performance_reports_precision_phases_cache_and_queries(shop_run: Run) -> None:
+    performance = shop_run.result.metrics["performance"]
+    assert performance["precision"]["requested"] == "auto"
+    assert performance["precision"]["encode"] in {"fp32", "bf16"}  # CPU: fp16 only if asked
+    phases = performance["phases_s"]
+    order = ["load", "examples", "evaluate_source", "train", "evaluate_tuned", "save"]
+    assert list(phases) == order
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert performance["total_s"] == pytest.approx(sum(phases.values()), abs=0.01)
+    assert set(performance["peak_rss_mb"]) == set(phases)
+    # A fresh cache: the source model is encoded and stored, so is the tuned model.
+    assert performance["cache"] == {
+        "enabled": True,
+        "source_hit": False,
+        "source": "stored",
+        "tuned": "stored",
+        "key_s": performance["cache"]["key_s"],
+    }
+    data = shop_run.result.metrics["data"]
+    assert performance["eval_queries"] == data["validation_queries"]
+    assert data["validation_queries"] == data["validation_queries_total"]  # fewer than the bound
+
+
+def test_retune_reads_its_source_vectors_from_the_cache(shop_run: Run, tmp_path: Path) -> None:
+    """The tuned model's catalogue vectors, stored by the first task, are the second task's
+    "before": nothing to encode but the queries, and the same figures as the first "after"."""
+    tuned = SourceModel(id="m-tuned", name="mini tuned", source=str(shop_run.output_dir))
+    params = {**QUICK_PARAMS, "max_seq_length": SHOP_PARAMS["max_seq_length"]}
+    result = run_plugin(
+        ClickstreamMNRLPlugin(), shop_run.data, tmp_path / "retune", params, source=tuned,
+        cache_dir=shop_run.cache_dir,
+    )
+    performance = result.metrics["performance"]
+    assert performance["cache"]["source_hit"] and performance["cache"]["source"] == "hit"
+    first_after = shop_run.result.metrics["after"]
+    assert result.metrics["before"] == pytest.approx(first_after, abs=1e-6)
+
+
+def test_eval_max_queries_bounds_and_reports_the_evaluated_queries(tmp_path: Path) -> None:
+    data = shop_jargon_data(sessions_per_product=2)
+    result = run_plugin(
+        ClickstreamMNRLPlugin(), data, tmp_path, {**QUICK_PARAMS, "eval_max_queries": 3}
+    )
+    metrics = result.metrics
+    assert metrics["performance"]["eval_queries"] == metrics["data"]["validation_queries"] == 3
+    assert metrics["data"]["validation_queries_total"] > 3
+    per_query = metrics["per_query"]
+    assert per_query["better"] + per_query["worse"] + per_query["same"] == 3
+    assert "3 of " in (tmp_path / "README.md").read_text()
 
 
 def test_per_query_counts_add_up_to_the_validation_queries(shop_run: Run) -> None:

@@ -96,6 +96,20 @@ def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: P
     assert last["step"] == outcome.steps and last["fraction"] == 1.0
     assert set(last) == {"step", "total_steps", "epoch", "loss", "eta_s", "fraction"}
     assert (tmp_path / "model.safetensors").is_file()
+    # `auto` never trains in bf16 on a CPU, native bf16 or not.
+    assert outcome.precision == ("fp32" if model.device.type == "cpu" else outcome.precision)
+    assert 0 < outcome.save_s < outcome.runtime_s
+
+
+def test_bf16_training_on_cpu_runs_mixed_precision_with_fp32_weights(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    params = TrainParams(**{**FAST, "precision": "bf16"})
+    outcome = fine_tune(
+        model, mnrl_training_rows()[:8], "mnrl", params, tmp_path, lambda _: None, never
+    )
+    assert outcome.precision == "bf16" and outcome.steps > 0
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
 
 
 def test_saved_model_card_holds_no_training_queries(
