@@ -80,7 +80,7 @@ def test_cancel_during_training_stops_within_seconds(client: TestClient) -> None
     client.put(f"{TASKS}/{task['id']}/cancel")
     stopped = wait_until(
         lambda: [e for e in events(client, task["id"]) if e["message"].startswith("run stop")],
-        timeout=10,
+        timeout=30,  # the stop itself takes < 1 s (bench/latency.py); slack for a loaded CI box
     )
     assert stopped
     final = task_status(client, task["id"])

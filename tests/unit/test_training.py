@@ -101,6 +101,7 @@ def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: P
     assert 0 < outcome.save_s < outcome.runtime_s
 
 
+@pytest.mark.slow
 def test_bf16_training_on_cpu_runs_mixed_precision_with_fp32_weights(
     model: SentenceTransformer, tmp_path: Path
 ) -> None:
@@ -148,6 +149,7 @@ def test_should_stop_raises_task_stopped_within_one_step(
     assert not (tmp_path / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # the plugin-level determinism test stays in the default suite
 @pytest.mark.parametrize("loss_kind", ["mnrl", "click_margin"])
 def test_same_seed_and_data_give_same_weights(
     base_model: SentenceTransformer, tmp_path: Path, loss_kind: LossKind
