@@ -120,8 +120,13 @@ def test_killed_server_task_is_requeued_after_restart(
     wait_until(lambda: http.get(f"{TASKS}/{queued['id']}").json()["status"] == "done", 30)
 
 
+# How long the broker stays away: 30 s on Redis, as the reliability issue asks; shorter on
+# RabbitMQ, whose path is the same and whose client only adds reconnect time.
+OUTAGE_S = {"postgres-redis": 30.0, "postgres-rabbitmq": 8.0}
+
+
 @pytest.mark.backends("postgres-redis", "postgres-rabbitmq")
-def test_broker_down_at_create_keeps_the_task_and_sends_it_later(
+def test_broker_down_during_creates_keeps_the_tasks_and_runs_them_later(
     backend: Backend, client_factory, tmp_path: Path
 ) -> None:
     parts = urlsplit(backend.broker_url)
@@ -138,16 +143,22 @@ def test_broker_down_at_create_keeps_the_task_and_sends_it_later(
     try:
         model_id = register_model(client)
         proxy.stop()
-        response = client.post(TASKS, json={"embedding_model_id": model_id})
-        assert response.status_code == 201
-        task = response.json()
-        assert task["status"] == "pending"
+        outage_ends = time.monotonic() + OUTAGE_S[backend.name]
+        created = []
+        while time.monotonic() < outage_ends:
+            response = client.post(TASKS, json={"embedding_model_id": model_id})
+            assert response.status_code == 201  # creates keep succeeding during the outage
+            created.append(response.json()["id"])
+            time.sleep(0.5)
         time.sleep(1.0)  # a sent message would have been claimed by now
-        assert client.get(f"{TASKS}/{task['id']}").json()["status"] == "pending"
+        statuses = {client.get(f"{TASKS}/{task_id}").json()["status"] for task_id in created}
+        assert statuses == {"pending"}
         proxy.start()
-        done = wait_status(client, task["id"], "done", timeout=60)
-        assert done["attempts"] == 1
-        assert claims(client, task["id"]) == 1
+        for task_id in created:
+            done = wait_status(client, task_id, "done", timeout=60)
+            assert done["attempts"] == 1
+            assert claims(client, task_id) == 1
+        assert client.get(TASKS).headers["X-Total-Count"] == str(len(created))
     finally:
         proxy.stop()
         worker.close()

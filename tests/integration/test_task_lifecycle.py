@@ -66,6 +66,27 @@ def test_fifty_concurrent_creates_with_one_key_make_one_task_and_one_run(
     assert claims(client, task_id) == 1
 
 
+def test_two_hundred_concurrent_creates_over_twenty_keys_make_twenty_tasks(
+    client_factory,
+) -> None:
+    client = client_factory(run_worker=False)
+    model_id = register_model(client)
+
+    def post(n: int) -> tuple[str, str]:
+        key = f"key-{n % 20}"
+        response = client.post(TASKS, json={"embedding_model_id": model_id, "idempotency_key": key})
+        assert response.status_code in (200, 201), response.text
+        return key, response.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(post, range(200)))
+    by_key: dict[str, set[str]] = {}
+    for key, task_id in results:
+        by_key.setdefault(key, set()).add(task_id)
+    assert len(by_key) == 20 and all(len(ids) == 1 for ids in by_key.values())
+    assert client.get(TASKS).headers["X-Total-Count"] == "20"
+
+
 def test_same_key_with_another_body_is_409(client: TestClient, model_id: str) -> None:
     create(client, model_id, idempotency_key="k1", params={"steps": 2})
     response = client.post(
