@@ -132,7 +132,7 @@ def main() -> None:
                     attempts, created_at, updated_at)
                 SELECT lpad(to_hex(g), 32, '0'),
                        (ARRAY['pending','processing','done','canceled','failed','refused'])
-                           [1 + g % 6],
+                           [1 + g %% 6],
                        %s, 'x', '{}', '{}', 0,
                        now() - make_interval(secs => g), now()
                 FROM generate_series(1, %s) AS g
