@@ -11,7 +11,6 @@ $(PY):
 
 # torch first, from the pinned CPU wheel, so nothing pulls a multi-GB CUDA build
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
