@@ -39,8 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -53,6 +52,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from embtune.clickstream.beir import load_corpus, load_qrels, load_queries  # noqa: E402
 from embtune.clickstream.click_model import PositionBiasedClickModel  # noqa: E402
 from embtune.clickstream.sessions import Session  # noqa: E402
+from tests.support.training_data import InMemoryTrainingData  # noqa: E402
 
 BASE_SOURCE = "builtin:all-MiniLM-L6-v2"
 PHASES = ("load", "examples", "evaluate_source", "train", "evaluate_tuned", "save")
@@ -67,21 +67,8 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
-@dataclass
-class BenchData:
-    """`TrainingData` over in-memory sessions and items (what the runner would hand a plugin)."""
-
-    search_sessions: list[Session]
-    items: dict[str, str]
-    batch_id: str | None = field(default=None)
-
-    def sessions(self) -> list[Session]:
-        return list(self.search_sessions)
-
-    def item_texts(self, object_ids: Iterable[str] | None = None) -> dict[str, str]:
-        if object_ids is None:
-            return dict(self.items)
-        return {oid: self.items[oid] for oid in object_ids if oid in self.items}
+# `TrainingData` over in-memory sessions and items (what the runner would hand a plugin).
+BenchData = InMemoryTrainingData
 
 
 # -- simulation -----------------------------------------------------------------------------------
