@@ -213,26 +213,26 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
     out_console().print(table)
 
 
-@app.command("cancel")
-def cancel(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
-    """Stop a pending or running task (a finished one cannot be canceled)."""
-    with connect(url) as api:
-        task = api.cancel_task(task_id)
+def show_new_status(task: TaskPublic, as_json: bool) -> None:
+    """What cancel and restart print: the task as JSON, or its id and new status."""
     if as_json:
         print_json(task)
     else:
         out_console().print(f"task {task.id} {styled(task.status.value)}", highlight=False)
+
+
+@app.command("cancel")
+def cancel(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """Stop a pending or running task (a finished one cannot be canceled)."""
+    with connect(url) as api:
+        show_new_status(api.cancel_task(task_id), as_json)
 
 
 @app.command("restart")
 def restart(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Queue a task again from scratch (a running one is left as it is)."""
     with connect(url) as api:
-        task = api.restart_task(task_id)
-    if as_json:
-        print_json(task)
-    else:
-        out_console().print(f"task {task.id} {styled(task.status.value)}", highlight=False)
+        show_new_status(api.restart_task(task_id), as_json)
 
 
 @app.command("follow")

@@ -340,12 +340,7 @@ class TaskRunner:
 
     def _still_owned(self, live: _LiveRun) -> bool:
         with self.db.read() as session:
-            task = self.tasks.get(session, live.task_id)
-        return (
-            task is not None
-            and task.status is TaskStatus.processing
-            and task.broker_id == live.broker_id
-        )
+            return self.tasks.is_owned(session, live.task_id, live.broker_id)
 
     def _beat(self, live: _LiveRun) -> None:
         progress, messages = live.take()

@@ -161,21 +161,31 @@ class TaskRepository:
         assert row is not None
         return to_task(row)
 
+    @staticmethod
+    def _owned_by(task_id: str, broker_id: str) -> tuple[Any, ...]:
+        """A run owns its task while the task is processing under the run's message id."""
+        return (
+            TaskRow.id == task_id,
+            TaskRow.status == TaskStatus.processing.value,
+            TaskRow.broker_id == broker_id,
+        )
+
     def update_live(
         self, session: Session, task_id: str, broker_id: str, values: dict[str, Any]
     ) -> bool:
-        """Write fields of a run that still owns the task (processing, same broker id)."""
+        """Write fields of a run that still owns the task."""
         result = session.execute(
             update(TaskRow)
-            .where(
-                TaskRow.id == task_id,
-                TaskRow.status == TaskStatus.processing.value,
-                TaskRow.broker_id == broker_id,
-            )
+            .where(*self._owned_by(task_id, broker_id))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
+
+    def is_owned(self, session: Session, task_id: str, broker_id: str) -> bool:
+        """The same test as `update_live`, read-only and without loading the row."""
+        found = session.scalar(select(TaskRow.id).where(*self._owned_by(task_id, broker_id)))
+        return found is not None
 
     def mark_dispatched(self, session: Session, task_id: str, broker_id: str) -> None:
         session.execute(
