@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dramatiq.middleware import Interrupt, Shutdown, TimeLimitExceeded
+from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
@@ -59,6 +60,9 @@ class _LiveRun:
     broker_id: str
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held from `take` until the taken messages are committed, so the final transaction never
+    # overtakes a heart-beat that holds the last phase messages (they would be lost).
+    writing: threading.Lock = field(default_factory=threading.Lock)
     progress: Progress | None = None
     dirty: bool = False
     new_messages: list[str] = field(default_factory=list)
@@ -244,7 +248,8 @@ class TaskRunner:
                 f"could not store the tuned model in {self.artifacts.root}: {exc}"
             ) from exc
         try:
-            with self.db.transaction() as session:
+            with live.writing, self.db.transaction() as session:
+                self._flush_messages(session, live)
                 self.models.insert(
                     session,
                     {
@@ -280,7 +285,9 @@ class TaskRunner:
     def _finish(self, live: _LiveRun, transition: Transition, *, detail: str) -> None:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""
         try:
-            with self.db.transaction() as session:
+            with live.writing, self.db.transaction() as session:
+                if self.tasks.is_owned(session, live.task_id, live.broker_id):
+                    self._flush_messages(session, live)
                 self.tasks.apply(
                     session,
                     live.task_id,
@@ -343,19 +350,26 @@ class TaskRunner:
             return self.tasks.is_owned(session, live.task_id, live.broker_id)
 
     def _beat(self, live: _LiveRun) -> None:
-        progress, messages = live.take()
-        values: dict[str, Any] = {"heartbeat_at": utcnow()}
-        if progress is not None:
-            values["progress"] = progress.to_dict()
-        with self.db.transaction() as session:
-            owned = self.tasks.update_live(session, live.task_id, live.broker_id, values)
-            if owned:
-                for message in messages:
-                    self.tasks.add_event(
-                        session, live.task_id, "progress", None, None, message
-                    )
+        with live.writing:
+            progress, messages = live.take()
+            values: dict[str, Any] = {"heartbeat_at": utcnow()}
+            if progress is not None:
+                values["progress"] = progress.to_dict()
+            with self.db.transaction() as session:
+                owned = self.tasks.update_live(session, live.task_id, live.broker_id, values)
+                if owned:
+                    self._add_progress_events(session, live.task_id, messages)
         if not owned:
             live.stop.set()
+
+    def _add_progress_events(self, session: Session, task_id: str, messages: list[str]) -> None:
+        for message in messages:
+            self.tasks.add_event(session, task_id, "progress", None, None, message)
+
+    def _flush_messages(self, session: Session, live: _LiveRun) -> None:
+        """Phase messages reported since the last beat (a short last phase finishes between
+        beats) go into the task's history before its final status. Caller holds `writing`."""
+        self._add_progress_events(session, live.task_id, live.take()[1])
 
 
 def _final_progress(live: _LiveRun, message: str) -> dict[str, Any]:

@@ -30,8 +30,12 @@ def test_create_runs_to_done_and_registers_an_iteration(client: TestClient, mode
     model = client.get(f"/api/v1/embedding-models/{done['result_model_id']}").json()
     assert model["parent_id"] == model_id
     assert model["task_id"] == task["id"]
-    transitions = [e["to_status"] for e in events(client, task["id"]) if e["kind"] == "transition"]
+    history = events(client, task["id"])
+    transitions = [e["to_status"] for e in history if e["kind"] == "transition"]
     assert transitions == ["pending", "processing", "done"]
+    # the run lasts less than one heart-beat: its phases are still recorded, before "done"
+    kinds = [(e["kind"], e["message"]) for e in history if e["kind"] != "run"]
+    assert kinds[-3:-1] == [("progress", "sleeping"), ("progress", "writing weights")], kinds
     lineage = client.get(f"/api/v1/embedding-models/{model['id']}/lineage").json()
     assert [m["id"] for m in lineage] == [model["id"], model_id]
 

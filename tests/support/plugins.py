@@ -44,6 +44,7 @@ class SleepyPlugin(FineTuningPlugin):
                 ctx.progress(step, params.steps, "sleeping", loss=1.0 / step)
             if params.fail and step == params.steps:
                 raise RuntimeError("failed on purpose")
+        ctx.report(step=params.steps, total_steps=params.steps, message="writing weights")
         (ctx.output_dir / "weights.txt").write_text(f"tuned from {ctx.model.id}\n")
         return RunResult(metrics={"steps": params.steps}, model_dir=ctx.output_dir)
 
