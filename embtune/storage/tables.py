@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     ForeignKeyConstraint,
@@ -77,6 +78,18 @@ class TaskRow(Base):
         # recovery scans only live tasks
         Index("ix_tasks_status_heartbeat", "status", "heartbeat_at"),
     )
+
+
+class TaskCountRow(Base):
+    """How many tasks each (model, status) holds, kept in step with `tasks` by the transactions
+    that change a status, so a filtered list's total is a few-row sum rather than a count over
+    up to a million index entries."""
+
+    __tablename__ = "task_counts"
+
+    embedding_model_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class TaskEventRow(Base):

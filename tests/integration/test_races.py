@@ -89,3 +89,8 @@ def test_cancel_and_restart_racing_completion_leave_legal_states(client_factory)
     print(f"{INTERLEAVINGS} interleavings: {dict(outcomes)}")
     assert sum(outcomes.values()) == INTERLEAVINGS
     assert outcomes["done"] and outcomes["canceled"], "both outcomes should occur"
+    # the list totals, kept as tallies by the racing transactions, still match the rows
+    for status, expected in outcomes.items():
+        listed = client.get(TASKS, params={"status": status, "limit": 1})
+        assert listed.headers["X-Total-Count"] == str(expected), status
+    assert client.get(TASKS, params={"limit": 1}).headers["X-Total-Count"] == str(INTERLEAVINGS)

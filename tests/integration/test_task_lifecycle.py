@@ -120,6 +120,16 @@ def test_list_pages_filters_and_counts(client_factory) -> None:
     canceled = client.get(TASKS, params={"status": "CANCELED"})
     assert canceled.headers["X-Total-Count"] == "2"
     assert {t["id"] for t in canceled.json()} == set(created[:2])
+    for status, model, expected in [
+        ("pending", None, 6), ("pending", model_a, 3), ("canceled", model_a, 2),
+        ("canceled", model_b, 0), (None, model_b, 3), ("done", None, 0),
+    ]:
+        query = {k: v for k, v in {"status": status, "embedding_model_id": model}.items() if v}
+        assert client.get(TASKS, params=query).headers["X-Total-Count"] == str(expected), query
+    restarted = client.put(f"{TASKS}/{created[0]}/restart")
+    assert restarted.status_code == 200 and restarted.json()["status"] == "pending"
+    assert client.get(TASKS, params={"status": "pending"}).headers["X-Total-Count"] == "7"
+    assert client.get(TASKS, params={"status": "canceled"}).headers["X-Total-Count"] == "1"
     by_model = client.get(TASKS, params={"embedding_model_id": model_b, "status": "pending"})
     assert by_model.headers["X-Total-Count"] == "3"
 

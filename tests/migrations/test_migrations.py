@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
-from embtune.storage import migrate
+from embtune.storage import migrate, task_counts
 from embtune.storage.db import make_engine
 from embtune.storage.tables import Base
 from tests.support.backends import Backend
@@ -26,3 +30,61 @@ def test_upgrade_from_empty_matches_the_models(backend: Backend) -> None:
         assert migrate.current_revision(engine) is not None
     finally:
         engine.dispose()
+
+
+def _insert_tasks(engine: Engine, rows: list[tuple[str, str, str]]) -> None:
+    """Tasks written with plain SQL (an older release, or a bulk load): no tallies kept."""
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        known = set(connection.scalars(text("SELECT id FROM embedding_models")))
+        for model_id in sorted({m for _, _, m in rows} - known):
+            connection.execute(
+                text("INSERT INTO embedding_models (id, name, plugin_name, source, metrics, "
+                     "created_at) VALUES (:id, 'm', 'sleepy', 'builtin:x', NULL, :now)"),
+                {"id": model_id, "now": now},
+            )
+        for task_id, status, model_id in rows:
+            connection.execute(
+                text("INSERT INTO tasks (id, status, embedding_model_id, request_hash, params, "
+                     "meta, attempts, created_at, updated_at) VALUES "
+                     "(:id, :status, :model, 'h', '{}', '{}', 0, :now, :now)"),
+                {"id": task_id, "status": status, "model": model_id, "now": now},
+            )
+
+
+def _totals(engine: Engine) -> dict[tuple[str, str], int]:
+    with Session(engine) as session:
+        return {
+            (m, s): task_counts.total(session, status=s, embedding_model_id=m)
+            for m in ("ma", "mb") for s in ("pending", "done", "failed")
+        }
+
+
+def test_task_tallies_are_back_filled_by_the_migration_and_rebuilt_by_recount(
+    backend: Backend,
+) -> None:
+    engine = make_engine(backend.database_url)
+    rows = [(f"t{i}", ("pending", "done", "done", "failed")[i % 4], ("ma", "mb")[i % 3 == 0])
+            for i in range(30)]
+    expected = Counter((m, s) for _, s, m in rows)
+    try:
+        migrate.upgrade(engine, "0002")  # the schema before the tallies existed
+        _insert_tasks(engine, rows)
+        migrate.upgrade(engine)
+        assert _totals(engine) == {k: expected.get(k, 0) for k in _totals(engine)}
+
+        _insert_tasks(engine, [("late1", "failed", "mc"), ("late2", "failed", "ma")])
+        with Session(engine) as session:  # the bulk load bypassed the tallies…
+            assert task_counts.total(session, status="failed") == expected_failed(expected)
+        with Session(engine) as session, session.begin():
+            task_counts.recount(session)  # …`embtune db recount` rebuilds them
+        with Session(engine) as session:
+            assert task_counts.total(session, status="failed") == expected_failed(expected) + 2
+            assert task_counts.total(session, embedding_model_id="mc") == 1
+            assert task_counts.total(session) == len(rows) + 2
+    finally:
+        engine.dispose()
+
+
+def expected_failed(expected: Counter[tuple[str, str]]) -> int:
+    return sum(n for (_, s), n in expected.items() if s == "failed")
