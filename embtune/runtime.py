@@ -130,5 +130,6 @@ class Runtime:
             self._periodic.stop()
         if self._worker is not None:
             self._worker.stop(timeout=int(self.settings.abort_grace_s * 1000))
+        self.tasks.marks.close()
         self.broker.broker.close()
         self.db.dispose()

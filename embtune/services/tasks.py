@@ -10,17 +10,21 @@ import logging
 from typing import Any
 
 from embtune.domain.fingerprint import request_fingerprint
+from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import FINISHED_WITH_RESULT, Task, TaskEvent, TaskStatus, Transition
 from embtune.errors import Conflict, NotFound
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.dispatch_marks import DispatchMarks
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
+
+KNOWN_MODELS_MAX = 10_000
 
 # Fields a restart wipes: the new run starts from a clean record (earlier models stay registered).
 RUN_FIELDS_RESET: dict[str, Any] = {
@@ -53,6 +57,8 @@ class TaskService:
         self.abort_grace_s = abort_grace_s
         self.tasks = TaskRepository()
         self.models = ModelRepository()
+        self.marks = DispatchMarks(db)
+        self._known_models: dict[str, EmbeddingModel] = {}
 
     # -- create -------------------------------------------------------------------------------
     def create(
@@ -65,10 +71,7 @@ class TaskService:
         metadata: dict[str, Any] | None = None,
     ) -> tuple[Task, bool]:
         """Returns (task, created). Same key and same body → the existing task; else 409."""
-        with self.db.read() as session:
-            model = self.models.get(session, embedding_model_id)
-        if model is None:
-            raise NotFound(f"embedding model {embedding_model_id!r} not found")
+        model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
         normalized = plugin.validate_params(params).model_dump(mode="json")
         if batch_id is not None and self.clickstream is not None:
@@ -99,10 +102,8 @@ class TaskService:
             "updated_at": now,
         }
         with self.db.transaction() as session:
-            inserted = self.tasks.insert_if_absent(session, values)
-            if inserted:
-                created = self.tasks.get(session, values["id"])
-            else:
+            created = self.tasks.insert_if_absent(session, values)
+            if created is None:
                 assert idempotency_key is not None
                 found = self.tasks.get_by_key(session, idempotency_key)
                 assert found is not None
@@ -113,23 +114,34 @@ class TaskService:
                         "with a different request body"
                     )
                 return existing, False
-        assert created is not None
         self.send(created.id, values["broker_id"])
         return created, True
 
     def send(self, task_id: str, broker_id: str) -> bool:
-        """Send after commit; a failure leaves the task pending and undelivered for recovery."""
+        """Send after commit; a failure leaves the task pending and undelivered for recovery.
+        A sent message is marked `dispatched_at` shortly after, in a batch (`DispatchMarks`)."""
         try:
             self.dispatcher.send(task_id, broker_id)
         except Exception as exc:
             log.warning("could not send task %s (recovery will resend): %s", task_id, exc)
             return False
-        try:
-            with self.db.transaction() as session:
-                self.tasks.mark_dispatched(session, task_id, broker_id)
-        except Exception as exc:  # sent but not marked: recovery may resend; claim dedups
-            log.warning("sent task %s but could not record it: %s", task_id, exc)
+        self.marks.add(task_id, broker_id)
         return True
+
+    def _model(self, model_id: str) -> EmbeddingModel:
+        """Registered models never change and are never deleted (tasks reference them), so
+        one that was found once is served from memory: a create reads nothing before its
+        insert."""
+        model = self._known_models.get(model_id)
+        if model is None:
+            with self.db.read() as session:
+                model = self.models.get(session, model_id)
+            if model is None:
+                raise NotFound(f"embedding model {model_id!r} not found")
+            if len(self._known_models) >= KNOWN_MODELS_MAX:
+                self._known_models.clear()
+            self._known_models[model_id] = model
+        return model
 
     # -- preflight ------------------------------------------------------------------------------
     def preflight(

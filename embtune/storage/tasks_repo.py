@@ -11,16 +11,40 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from embtune.domain.tasks import Progress, Task, TaskEvent, TaskStatus, Transition
+from embtune.storage import task_counts
 from embtune.storage.db import utcnow
 from embtune.storage.tables import TaskEventRow, TaskRow
 
+# The hot statements work on the Core tables with bound parameters: compiled once and cached,
+# without the ORM's per-call attribute coercion (a third of a create's cost before).
+TASKS = TaskRow.__table__
+_INSERT_EVENT = insert(TaskEventRow.__table__)
+_INSERT_TASK = {
+    name: dialect.insert(TASKS)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(*TASKS.c)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
-def to_task(row: TaskRow) -> Task:
+
+_MARK_DISPATCHED = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("b_task"), TASKS.c.broker_id == bindparam("b_message"))
+    .values(dispatched_at=bindparam("at"))
+)
+
+
+def _insert_task(session: Session) -> Any:
+    return _INSERT_TASK[session.get_bind().dialect.name]
+
+
+def to_task(row: Any) -> Task:
+    """From an ORM `TaskRow` or a Core row of the tasks table (same attribute names)."""
     return Task(
         id=row.id,
         status=TaskStatus(row.status),
@@ -60,28 +84,26 @@ def _to_event(row: TaskEventRow) -> TaskEvent:
 class TaskRepository:
     """Stateless; every method works inside the caller's transaction."""
 
-    def insert_if_absent(self, session: Session, values: dict[str, Any]) -> bool:
-        """Insert unless the idempotency key exists; True when this call inserted.
+    def insert_if_absent(self, session: Session, values: dict[str, Any]) -> Task | None:
+        """Insert unless the idempotency key exists; the new task, or None when the key did.
 
         `ON CONFLICT DO NOTHING` on the unique key makes concurrent creates with one key
         atomic on both databases: exactly one insert wins, the rest see the winner's row.
+        (A NULL key never conflicts.)
         """
-        dialect = session.get_bind().dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = ins(TaskRow).values(**values)
-        if values.get("idempotency_key") is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-        inserted = session.execute(stmt.returning(TaskRow.id)).scalar() is not None
-        if inserted:
-            self.add_event(
-                session, values["id"], "transition", None, TaskStatus.pending, "created"
-            )
-        return inserted
+        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING;
+        # returning the row also saves reading it back
+        row = session.execute(_insert_task(session), values).first()
+        if row is None:
+            return None
+        task_counts.record(session, row.embedding_model_id, None, row.status)
+        self.add_event(session, row.id, "transition", None, TaskStatus.pending, "created")
+        return to_task(row)
 
     def get(self, session: Session, task_id: str, *, lock: bool = False) -> Task | None:
         """`lock` takes the row lock (PostgreSQL) so a decision and its update see one state."""
-        row = session.get(TaskRow, task_id, with_for_update=lock, populate_existing=lock)
+        query = select(TASKS).where(TASKS.c.id == task_id)
+        row = session.execute(query.with_for_update() if lock else query).first()
         return to_task(row) if row else None
 
     def get_by_key(self, session: Session, key: str) -> tuple[Task, str] | None:
@@ -104,14 +126,18 @@ class TaskRepository:
         if embedding_model_id is not None:
             conditions.append(TaskRow.embedding_model_id == embedding_model_id)
         where = and_(True, *conditions)
-        rows = session.scalars(
-            select(TaskRow)
+        rows = session.execute(
+            select(TASKS)
             .where(where)
-            .order_by(TaskRow.created_at.desc(), TaskRow.id.desc())
+            .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
             .offset(offset)
             .limit(limit)
         ).all()
-        total = session.scalar(select(func.count()).select_from(TaskRow).where(where)) or 0
+        total = task_counts.total(
+            session,
+            status=status.value if status is not None else None,
+            embedding_model_id=embedding_model_id,
+        )
         return [to_task(r) for r in rows], total
 
     def apply(
@@ -128,11 +154,14 @@ class TaskRepository:
         """Compare-and-set one transition; None when the task was not in a source state."""
         # Lock the row so the event's from-status is the one the update replaced (PostgreSQL);
         # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
-        current = session.scalar(
-            select(TaskRow.status).where(TaskRow.id == task_id).with_for_update()
-        )
-        if current is None:
+        found = session.execute(
+            select(TaskRow.status, TaskRow.embedding_model_id)
+            .where(TaskRow.id == task_id)
+            .with_for_update()
+        ).first()
+        if found is None:
             return None
+        current, model_id = found
         now = utcnow()
         where = [
             TaskRow.id == task_id,
@@ -149,6 +178,7 @@ class TaskRepository:
         )
         if result.rowcount != 1:
             return None
+        task_counts.record(session, model_id, current, transition.target.value)
         self.add_event(
             session,
             task_id,
@@ -187,12 +217,14 @@ class TaskRepository:
         found = session.scalar(select(TaskRow.id).where(*self._owned_by(task_id, broker_id)))
         return found is not None
 
-    def mark_dispatched(self, session: Session, task_id: str, broker_id: str) -> None:
+    def mark_dispatched_many(
+        self, session: Session, sent: Sequence[tuple[str, str]], at: datetime
+    ) -> None:
+        """Record that each (task id, message id) was sent — where that is still the task's
+        message (a restart in between has replaced it, and its own send will be marked)."""
         session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id, TaskRow.broker_id == broker_id)
-            .values(dispatched_at=utcnow())
-            .execution_options(synchronize_session=False)
+            _MARK_DISPATCHED,
+            [{"b_task": t, "b_message": b, "at": at} for t, b in sent],
         )
 
     def undelivered(
@@ -241,14 +273,15 @@ class TaskRepository:
         message: str,
     ) -> None:
         session.execute(
-            insert(TaskEventRow).values(
-                task_id=task_id,
-                kind=kind,
-                from_status=from_status.value if from_status else None,
-                to_status=to_status.value if to_status else None,
-                message=message,
-                created_at=utcnow(),
-            )
+            _INSERT_EVENT,
+            {
+                "task_id": task_id,
+                "kind": kind,
+                "from_status": from_status.value if from_status else None,
+                "to_status": to_status.value if to_status else None,
+                "message": message,
+                "created_at": utcnow(),
+            },
         )
 
     def events(self, session: Session, task_id: str, limit: int = 1000) -> list[TaskEvent]:
