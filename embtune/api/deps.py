@@ -1,4 +1,7 @@
-"""Short dependency aliases; the runtime is built by the app factory and stored on app.state."""
+"""Short dependency aliases; the runtime is built by the app factory and stored on app.state.
+
+The getters are `async def` although they do not await: a plain `def` dependency costs a
+thread-pool hop per request for an attribute lookup."""
 
 from __future__ import annotations
 
@@ -13,23 +16,23 @@ from embtune.services.serving import ModelServing
 from embtune.services.tasks import TaskService
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_tasks(request: Request) -> TaskService:
+async def get_tasks(request: Request) -> TaskService:
     return request.app.state.runtime.tasks
 
 
-def get_models(request: Request) -> ModelService:
+async def get_models(request: Request) -> ModelService:
     return request.app.state.runtime.models
 
 
-def get_clickstream(request: Request) -> ClickstreamService:
+async def get_clickstream(request: Request) -> ClickstreamService:
     return request.app.state.runtime.clickstream
 
 
-def get_serving(request: Request) -> ModelServing:
+async def get_serving(request: Request) -> ModelServing:
     return request.app.state.runtime.serving
 
 

@@ -64,12 +64,19 @@ def serve(
         typer.Option("--insecure", help="Allow a non-loopback --host without "
                      "EMBTUNE_API_TOKEN (anyone reaching the port gets full access)."),
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="API server processes sharing the port (needs a "
+                     "Redis or RabbitMQ broker; run task workers with `embtune worker`)."),
+    ] = 1,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the API (and, on the embedded defaults, an in-process worker)."""
     settings = Settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    problem = check_bind(host, token, insecure)
+    problem = check_bind(host, token, insecure) or check_processes(
+        processes, settings.broker_kind, worker
+    )
     if problem:
         usage_error(problem)
 
@@ -86,8 +93,25 @@ def serve(
         f"embtune serving on http://{escape(host)}:{port}  "
         f"(database: {escape(settings.resolved_database_url)}, broker: {settings.broker_kind})"
     )
-    uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port,
-                log_level=log_level)
+    if processes > 1:  # each process builds its app from the same environment
+        uvicorn.run("embtune.api.app:create_app", factory=True, workers=processes,
+                    host=host, port=port, log_level=log_level)
+    else:
+        uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port,
+                    log_level=log_level)
+
+
+def check_processes(processes: int, broker_kind: str, worker: bool | None) -> str | None:
+    """The embedded broker lives inside one process: several API processes would each have
+    their own queue, so they need a shared broker — and task workers of their own."""
+    if processes == 1:
+        return None
+    if broker_kind == "embedded":
+        return ("--processes needs a shared broker: set EMBTUNE_BROKER_URL to redis://… or "
+                "amqp://… (the embedded broker lives inside one process)")
+    if worker:
+        return "--processes runs API processes only; start task workers with `embtune worker`"
+    return None
 
 
 def worker(
@@ -125,6 +149,26 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine, revision)
     err_console.print(f"database at revision {migrate.current_revision(engine)}")
+
+
+@db_app.command("recount")
+def db_recount() -> None:
+    """Rebuild the per-status task tallies behind list totals from the tasks themselves —
+    after loading tasks with plain SQL, or if servers of a release before the tallies kept
+    writing during an upgrade."""
+    from embtune.storage import migrate, task_counts
+    from embtune.storage.db import Database, make_engine
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine)
+    db = Database(engine)
+    with db.transaction() as session:
+        task_counts.recount(session)
+        totals = task_counts.by_status(session)
+    err_console.print(
+        "task totals: " + (", ".join(f"{s} {n}" for s, n in totals.items()) or "no tasks")
+    )
 
 
 def demo(

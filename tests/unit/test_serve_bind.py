@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embtune.cli import app as cli
-from embtune.cli.server import check_bind
+from embtune.cli.server import check_bind, check_processes
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,30 @@ def test_serve_proceeds_with_a_token_or_insecure(
     assert result.exit_code == 0, result.output
     assert (served["host"], served["port"]) == ("0.0.0.0", 8123)
     assert ("no API token" in result.output) == ("--insecure" in args)
+
+
+def test_several_api_processes_need_a_shared_broker_and_no_in_process_worker() -> None:
+    embedded = check_processes(2, "embedded", None)
+    assert embedded is not None and "EMBTUNE_BROKER_URL" in embedded
+    assert "embtune worker" in (check_processes(2, "redis", True) or "")
+    assert check_processes(2, "redis", None) is None
+    assert check_processes(1, "embedded", True) is None
+    result = CliRunner().invoke(cli, ["serve", "--processes", "2"],
+                                env={"EMBTUNE_BROKER_URL": None})
+    assert result.exit_code == 2 and "--processes needs a shared broker" in result.output
+
+
+def test_several_processes_serve_the_app_factory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    result = CliRunner().invoke(
+        cli, ["serve", "--processes", "3"],
+        env={"EMBTUNE_DATA_DIR": str(tmp_path), "EMBTUNE_BROKER_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert result.exit_code == 0, result.output
+    assert served["app"] == "embtune.api.app:create_app"
+    assert (served["factory"], served["workers"]) == (True, 3)

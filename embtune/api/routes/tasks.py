@@ -1,10 +1,15 @@
-"""`/api/v1/fine-tuning`: the task API of SPEC.md."""
+"""`/api/v1/fine-tuning`: the task API of SPEC.md.
+
+Handlers are `async def` and hand the (blocking, database) service call to the thread pool
+once; a plain `def` handler would also validate its response on a pool thread — two hops.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import TasksDep
 from embtune.api.errors import query_error
@@ -49,9 +54,9 @@ STATUS_PATTERN = r"^\s*(" + "|".join(
         ),
     },
 )
-def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPublic:
+async def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPublic:
     """Create a task, or return the one already created with this idempotency key (200)."""
-    task, created = tasks.create(**body.model_dump())
+    task, created = await run_in_threadpool(lambda: tasks.create(**body.model_dump()))
     if not created:
         response.status_code = status.HTTP_200_OK
     return TaskPublic.of(task)
@@ -62,14 +67,14 @@ def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> TaskPu
     response_model=PreflightPublic,
     responses=error_responses(400, 404, 413, 422, described=CREATE_ERRORS),
 )
-def preflight_task(body: TaskCreate, tasks: TasksDep) -> dict[str, Any]:
+async def preflight_task(body: TaskCreate, tasks: TasksDep) -> dict[str, Any]:
     """What a task created with this body would train on, and how long it would take.
     Creates nothing."""
-    return tasks.preflight(**body.model_dump())
+    return await run_in_threadpool(lambda: tasks.preflight(**body.model_dump()))
 
 
 @router.get("/task", response_model=list[TaskPublic], responses=error_responses(422))
-def list_tasks(
+async def list_tasks(
     tasks: TasksDep,
     response: Response,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -92,8 +97,10 @@ def list_tasks(
             parsed = TaskStatus.parse(status_)
         except ValueError as exc:
             raise query_error("status", str(exc)) from None
-    page, total = tasks.page(
-        offset=offset, limit=limit, status=parsed, embedding_model_id=embedding_model_id
+    page, total = await run_in_threadpool(
+        lambda: tasks.page(
+            offset=offset, limit=limit, status=parsed, embedding_model_id=embedding_model_id
+        )
     )
     response.headers["X-Total-Count"] = str(total)
     return [TaskPublic.of(t) for t in page]
@@ -104,8 +111,8 @@ def list_tasks(
     response_model=TaskPublic,
     responses=error_responses(404, 422, described=UNKNOWN_TASK),
 )
-def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
-    return TaskPublic.of(tasks.get(task_id))
+async def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
+    return TaskPublic.of(await run_in_threadpool(tasks.get, task_id))
 
 
 @router.get(
@@ -113,9 +120,9 @@ def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     response_model=list[TaskEventPublic],
     responses=error_responses(404, 422, described=UNKNOWN_TASK),
 )
-def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]:
+async def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]:
     """Transitions and progress messages, oldest first."""
-    return [TaskEventPublic.of(e) for e in tasks.events(task_id)]
+    return [TaskEventPublic.of(e) for e in await run_in_threadpool(tasks.events, task_id)]
 
 
 @router.put(
@@ -123,9 +130,9 @@ def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]:
     response_model=TaskPublic,
     responses=error_responses(404, 422, described=UNKNOWN_TASK),
 )
-def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
+async def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Back to pending with a new message; a processing task is returned unchanged."""
-    return TaskPublic.of(tasks.restart(task_id))
+    return TaskPublic.of(await run_in_threadpool(tasks.restart, task_id))
 
 
 @router.put(
@@ -135,6 +142,6 @@ def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
         404, 409, 422, described={**UNKNOWN_TASK, 409: "The task already finished"}
     ),
 )
-def cancel_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
+async def cancel_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Pending or processing → canceled; canceled → unchanged; finished → 409."""
-    return TaskPublic.of(tasks.cancel(task_id))
+    return TaskPublic.of(await run_in_threadpool(tasks.cancel, task_id))
