@@ -7,6 +7,7 @@ writers queue up rather than dead-lock while upgrading a read lock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,13 +16,14 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from embtune.errors import Unavailable
 
 _WRITE = "embtune_write"
+PING_IF_IDLE_S = 1.0
 
 
 def utcnow() -> datetime:
@@ -56,9 +58,31 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10
-    )
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_timeout=10)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """`pool_pre_ping`, but only for a connection that sat idle in the pool: after a database
+    restart those are the dead ones, while a connection handed back a moment ago is alive —
+    pinging it would add a round trip to every transaction of a busy server. A failed ping
+    makes the pool replace the connection (SQLAlchemy's `DisconnectionError` protocol)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IF_IDLE_S:
+            return  # new, or back in the pool a moment ago
+        try:
+            dbapi_connection.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _tune_sqlite(engine: Engine) -> None:

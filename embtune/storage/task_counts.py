@@ -5,7 +5,8 @@ just before the transaction commits, in key order. Writing them last keeps the c
 locked only for the commit itself (creates on one model all touch the same row), and a single
 global order means two transactions can never wait for each other's counter rows (no deadlock),
 whatever else they did before. Because the upsert shares the transaction that changed the task,
-the tallies and the task rows are never out of step, on SQLite or PostgreSQL.
+the tallies and the task rows are never out of step, on SQLite or PostgreSQL. (A create on
+PostgreSQL bumps its tally inside its single insert statement instead: see `tasks_repo`.)
 """
 
 from __future__ import annotations

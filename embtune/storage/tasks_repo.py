@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from embtune.domain.tasks import Progress, Task, TaskEvent, TaskStatus, Transition
 from embtune.storage import task_counts
 from embtune.storage.db import utcnow
-from embtune.storage.tables import TaskEventRow, TaskRow
+from embtune.storage.tables import TaskCountRow, TaskEventRow, TaskRow
 
 # The hot statements work on the Core tables with bound parameters: compiled once and cached,
 # without the ORM's per-call attribute coercion (a third of a create's cost before).
@@ -43,8 +43,9 @@ _MARK_DISPATCHED = (
 
 
 def _insert_task_with_event() -> Any:
-    """PostgreSQL: the task and its "created" event in one statement (a data-modifying CTE),
-    one round trip instead of two; the event is written only when the task was."""
+    """PostgreSQL: the task, its "created" event and its tally in one statement
+    (data-modifying CTEs), one round trip instead of three; the event and the tally are
+    written only when the task was."""
     task = _INSERT_TASK["postgresql"].cte("new_task")
     event = (
         insert(TaskEventRow.__table__)
@@ -61,7 +62,17 @@ def _insert_task_with_event() -> Any:
         )
         .cte("created_event")
     )
-    return select(task).add_cte(event)
+    counts = TaskCountRow.__table__
+    tally = postgresql.insert(counts).from_select(
+        ["embedding_model_id", "status", "n"],
+        select(task.c.embedding_model_id, task.c.status, literal(1)),
+    )
+    # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
+    # is the create's last before COMMIT, so it never waits for anything while holding it
+    tally = tally.on_conflict_do_update(
+        index_elements=["embedding_model_id", "status"], set_={"n": counts.c.n + 1}
+    ).cte("created_tally")
+    return select(task).add_cte(event).add_cte(tally)
 
 
 _INSERT_TASK_WITH_EVENT = _insert_task_with_event()
@@ -128,10 +139,8 @@ class TaskRepository:
             if row is not None:
                 self.add_event(session, row.id, "transition", None, TaskStatus.pending,
                                "created")
-        if row is None:
-            return None
-        task_counts.record(session, row.embedding_model_id, None, row.status)
-        return to_task(row)
+                task_counts.record(session, row.embedding_model_id, None, row.status)
+        return to_task(row) if row is not None else None
 
     def get(self, session: Session, task_id: str, *, lock: bool = False) -> Task | None:
         """`lock` takes the row lock (PostgreSQL) so a decision and its update see one state."""

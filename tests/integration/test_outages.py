@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -9,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embtune.storage import migrate
-from embtune.storage.db import make_engine
+from embtune.storage.db import PING_IF_IDLE_S, make_engine
 from tests.conftest import register_model, wait_status, wait_until
 from tests.support.backends import Backend
 from tests.support.proxy import TcpProxy
@@ -43,6 +44,36 @@ def test_database_down_gives_503_and_recovers_by_itself(backend: Backend, client
         assert client.get(TASKS).headers["X-Total-Count"] == "0"  # the failed create left nothing
         task = client.post(TASKS, json={"embedding_model_id": model_id}).json()
         wait_status(client, task["id"], "done")
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_after_a_database_restart_the_first_request_already_succeeds(
+    backend: Backend, client_factory
+) -> None:
+    """Pooled connections that sat idle across the restart are pinged and replaced on
+    checkout, so no client sees the dead ones; busy connections skip the ping."""
+    parts = urlsplit(backend.database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.start()
+    proxied = backend.database_url.replace(f":{parts.port}/", f":{proxy.port}/")
+    engine = make_engine(backend.database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    # no recovery pass in between: its query would meet a dead connection first
+    client: TestClient = client_factory(run_worker=False, database_url=proxied,
+                                        recovery_interval_s=3600)
+    try:
+        model_id = register_model(client)
+        assert client.get(TASKS).status_code == 200  # the pool now holds open connections
+        proxy.stop()  # the database goes away and comes back: every pooled connection is dead
+        proxy.start()
+        time.sleep(PING_IF_IDLE_S + 0.3)
+        for _ in range(3):
+            assert client.get(TASKS).status_code == 200
+        created = client.post(TASKS, json={"embedding_model_id": model_id})
+        assert created.status_code == 201, created.text
     finally:
         proxy.stop()
 
