@@ -18,15 +18,20 @@ from tests.support.proxy import TcpProxy
 TASKS = "/api/v1/fine-tuning/task"
 
 
-@pytest.mark.backends("postgres-redis")
-def test_database_down_gives_503_and_recovers_by_itself(backend: Backend, client_factory) -> None:
+def database_behind_proxy(backend: Backend) -> tuple[TcpProxy, str]:
+    """A migrated database reached through a TCP proxy the test can cut; (proxy, its URL)."""
     parts = urlsplit(backend.database_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     proxy.start()
-    proxied = backend.database_url.replace(f":{parts.port}/", f":{proxy.port}/")
     engine = make_engine(backend.database_url)
     migrate.upgrade(engine)
     engine.dispose()
+    return proxy, backend.database_url.replace(f":{parts.port}/", f":{proxy.port}/")
+
+
+@pytest.mark.backends("postgres-redis")
+def test_database_down_gives_503_and_recovers_by_itself(backend: Backend, client_factory) -> None:
+    proxy, proxied = database_behind_proxy(backend)
     client: TestClient = client_factory(database_url=proxied)
     try:
         model_id = register_model(client)
@@ -54,13 +59,7 @@ def test_after_a_database_restart_the_first_request_already_succeeds(
 ) -> None:
     """Pooled connections that sat idle across the restart are pinged and replaced on
     checkout, so no client sees the dead ones; busy connections skip the ping."""
-    parts = urlsplit(backend.database_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxy.start()
-    proxied = backend.database_url.replace(f":{parts.port}/", f":{proxy.port}/")
-    engine = make_engine(backend.database_url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    proxy, proxied = database_behind_proxy(backend)
     # no recovery pass in between: its query would meet a dead connection first
     client: TestClient = client_factory(run_worker=False, database_url=proxied,
                                         recovery_interval_s=3600)
