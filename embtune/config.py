@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Directories a registered model's source may live under, besides the data "
         "dir (where tuned iterations are stored).",
     )
+    artifact_url: str | None = Field(
+        None,
+        description="fsspec URL where tuned models are stored (s3://bucket/models, gs://…, "
+        "file:///shared/models; the scheme's fsspec package must be installed). Default: "
+        "EMBTUNE_DATA_DIR/models on local or shared disk.",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -120,3 +126,8 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return (self.data_dir / "models").resolve()
+
+    @property
+    def artifact_cache_dir(self) -> Path:
+        """Local copies of models fetched from `artifact_url`."""
+        return (self.data_dir / "cache" / "artifacts").resolve()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dramatiq
 
-from embtune.artifacts import ArtifactStore
+from embtune.artifacts import ArtifactStore, make_artifact_store
 from embtune.config import Settings
 from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
@@ -62,9 +62,11 @@ class Runtime:
         plugins = PluginRegistry.discover(settings.plugins)
         bundle = build_broker(settings, db)
         dispatcher = Dispatcher(bundle, settings.queue_name)
-        artifacts = ArtifactStore(settings.models_dir)
+        artifacts = make_artifact_store(
+            settings.artifact_url, settings.models_dir, settings.artifact_cache_dir
+        )
         clickstream = ClickstreamService(db, settings)
-        models = ModelService(db, plugins, settings.allowed_model_roots)
+        models = ModelService(db, plugins, settings.allowed_model_roots, artifacts)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,

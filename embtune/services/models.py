@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embtune.artifacts import resolve_source
+from embtune.artifacts import ArtifactStore, resolve_source
 from embtune.domain.models import EmbeddingModel
 from embtune.errors import BadRequest, NotFound
 from embtune.plugins.registry import PluginRegistry
@@ -16,11 +16,16 @@ from embtune.storage.models_repo import ModelRepository
 
 class ModelService:
     def __init__(
-        self, db: Database, plugins: PluginRegistry, roots: list[Path] | None = None
+        self,
+        db: Database,
+        plugins: PluginRegistry,
+        roots: list[Path] | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
         self.roots = roots
+        self.artifacts = artifacts
         self.repo = ModelRepository()
 
     def register(self, *, name: str, plugin_name: str, source: str) -> EmbeddingModel:
@@ -28,10 +33,14 @@ class ModelService:
             known = ", ".join(p.name for p in self.plugins.all())
             raise BadRequest(f"plugin_name: {plugin_name!r} is not installed (installed: {known})")
         try:
-            resolved = resolve_source(source, self.roots)
+            if self.artifacts is not None and self.artifacts.owns(source):
+                self.artifacts.localize(source)  # complete in the store (and now cached)
+                stored = source
+            else:
+                resolved = resolve_source(source, self.roots)
+                stored = source if source.startswith("builtin:") else str(resolved)
         except ValueError as exc:
             raise BadRequest(f"source: {exc}") from None
-        stored = source if source.startswith("builtin:") else str(resolved)
         with self.db.transaction() as session:
             return self.repo.insert(
                 session,
@@ -83,3 +92,11 @@ class ModelService:
             }
             for p in self.plugins.all()
         ]
+
+    def weights_dir(self, model: EmbeddingModel) -> Path:
+        """The local directory of a model's weights (fetched from a remote artifact store the
+        first time); ValueError says why there is none."""
+        source = model.source
+        if self.artifacts is not None:
+            source = self.artifacts.localize(source)
+        return resolve_source(source)

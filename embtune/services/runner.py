@@ -206,7 +206,7 @@ class TaskRunner:
             raise TaskRefused(exc.detail) from None
         ctx = RunContext(
             task_id=task.id,
-            model=SourceModel(id=model.id, name=model.name, source=model.source),
+            model=SourceModel(id=model.id, name=model.name, source=self._local_source(model)),
             params=params,
             output_dir=staging,
             data=self._training_data(task, plugin, live),
@@ -237,16 +237,18 @@ class TaskRunner:
                 )
         return data
 
+    def _local_source(self, model: EmbeddingModel) -> str:
+        """Plugins open local directories: a model in a remote artifact store is fetched."""
+        try:
+            return self.artifacts.localize(model.source)
+        except ValueError as exc:
+            raise TaskRefused(f"source model {model.source!r} cannot be loaded: {exc}") from None
+
     def _complete(
         self, task: Task, source: EmbeddingModel, live: _LiveRun, result: RunResult
     ) -> None:
         model_id = new_id()
-        try:
-            published = self.artifacts.publish(result.model_dir, model_id)
-        except OSError as exc:
-            raise ArtifactStoreError(
-                f"could not store the tuned model in {self.artifacts.root}: {exc}"
-            ) from exc
+        published = self.artifacts.publish(result.model_dir, model_id)  # ArtifactStoreError
         try:
             with live.writing, self.db.transaction() as session:
                 self._flush_messages(session, live)
@@ -256,7 +258,7 @@ class TaskRunner:
                         "id": model_id,
                         "name": result.model_name or f"{source.name} (task {task.id})",
                         "plugin_name": source.plugin_name,
-                        "source": str(published),
+                        "source": published,
                         "parent_id": source.id,
                         "task_id": task.id,
                         "metrics": result.metrics,
@@ -279,7 +281,7 @@ class TaskRunner:
                 if done is None:
                     raise TaskStopped("task left processing before its result was registered")
         except BaseException:
-            self.artifacts.discard(published)
+            self.artifacts.unpublish(published)
             raise
 
     def _finish(self, live: _LiveRun, transition: Transition, *, detail: str) -> None:

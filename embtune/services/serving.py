@@ -14,7 +14,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from embtune.artifacts import resolve_source
 from embtune.errors import BadRequest
 from embtune.services.models import ModelService
 
@@ -29,7 +28,7 @@ class ModelServing:
     def weights_dir(self, model_id: str) -> Path:
         model = self.models.get(model_id)
         try:
-            return resolve_source(model.source)
+            return self.models.weights_dir(model)
         except ValueError as exc:
             raise BadRequest(f"weights of model {model_id} are not available: {exc}") from None
 
@@ -58,7 +57,7 @@ class ModelServing:
 
         model = self.models.get(model_id)
         try:
-            loaded = load_model(model.source, max_seq_length=256)
+            loaded = load_model(str(self.models.weights_dir(model)), max_seq_length=256)
         except ValueError as exc:
             raise BadRequest(f"model {model_id} cannot be loaded: {exc}") from None
         with self._lock:
