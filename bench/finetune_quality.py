@@ -7,7 +7,8 @@ the full corpus NDCG@10, MRR@10 and Recall@100 of the base and the tuned model. 
 plain sentence-transformers fits the same examples with the same settings, for the training
 throughput ratio. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/finetune_quality.py [--beir DIR] [--params '{"epochs": 1}']
+    .venv/bin/python bench/finetune_quality.py [--beir DIR] [--params '{"epochs": 1}'] \
+        [--skip-throughput] [--out bench/out/quality.json]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -100,6 +102,8 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help="task params as JSON (default: defaults)")
     parser.add_argument("--sessions-per-query", type=int, default=3)
     parser.add_argument("--plain-epochs", type=int, default=1)
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="quality only: no plain-vs-service training throughput runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "quality.json")
     args = parser.parse_args()
     params = json.loads(args.params)
@@ -169,6 +173,8 @@ def main() -> None:
         test["delta_ndcg@10"] = round(test["tuned"]["ndcg@10"] - test["base"]["ndcg@10"], 4)
         results["test"] = test
 
+        if args.skip_throughput:
+            return finish(results, args.out, server)
         log("plain sentence-transformers on the same examples")
         from embtune.plugins.sentence_transformers import SentenceTransformerParams, _prepare
 
@@ -186,10 +192,16 @@ def main() -> None:
         again = service_throughput(rows, results["params"], args.plain_epochs, workdir)
         results["service_training_controlled"] = again
         results["throughput_ratio"] = round(again["examples_per_s"] / plain["examples_per_s"], 3)
-    finally:
+    except BaseException:
         server.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+        raise
+    finish(results, args.out, server)
+
+
+def finish(results: dict, out: Path, server: Any) -> None:
+    server.stop()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 

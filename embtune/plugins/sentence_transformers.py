@@ -166,16 +166,13 @@ def _refusal(prepared: _Prepared, params: TrainParams) -> str | None:
     return None
 
 
-def _scale(params: TrainParams) -> float:
-    return params.max_seq_length / REFERENCE_SEQ_LENGTH
-
-
 def _training_seconds(examples: int, params: TrainParams) -> float:
-    return params.epochs * examples / TRAIN_EXAMPLES_PER_S * _scale(params)
+    scale = params.training_seq_length / REFERENCE_SEQ_LENGTH
+    return params.epochs * examples / TRAIN_EXAMPLES_PER_S * scale
 
 
 def _encoding_seconds(documents: int, params: TrainParams) -> float:
-    return documents / ENCODE_DOCUMENTS_PER_S * _scale(params)
+    return documents / ENCODE_DOCUMENTS_PER_S * params.max_seq_length / REFERENCE_SEQ_LENGTH
 
 
 def preflight(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LossKind = Literal["mnrl", "click_margin"]
 # `auto`: bf16 or fp16 on a GPU, bf16 *encoding* on a CPU with native bf16, fp32 otherwise (see
@@ -26,9 +26,31 @@ class TrainParams(BaseModel):
     learning_rate: float = Field(3e-5, ge=1e-7, le=1e-2)
     warmup_ratio: float = Field(0.1, ge=0.0, le=0.5)
     max_seq_length: int = Field(256, ge=16, le=512)
+    train_max_seq_length: int | None = Field(
+        None,
+        ge=16,
+        le=512,
+        description="Tokens of each text that training sees (default: max_seq_length). "
+        "Shorter trains faster; evaluation and the saved model keep max_seq_length.",
+    )
     seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's seed range
     validation_fraction: float = Field(0.2, ge=0.05, le=0.5)
     min_examples: int = Field(8, ge=1)
     precision: PrecisionName = Field(
         "auto", description="Floating-point precision of encoding and training."
     )
+
+    @model_validator(mode="after")
+    def _train_length_within_max(self) -> TrainParams:
+        if self.train_max_seq_length is not None and (
+            self.train_max_seq_length > self.max_seq_length
+        ):
+            raise ValueError(
+                f"train_max_seq_length ({self.train_max_seq_length}) must not exceed "
+                f"max_seq_length ({self.max_seq_length})"
+            )
+        return self
+
+    @property
+    def training_seq_length(self) -> int:
+        return self.train_max_seq_length or self.max_seq_length

@@ -196,7 +196,7 @@ def fine_tune(
             f"at least {params.min_examples} are needed"
         )
     loss = _loss(model, loss_kind)
-    model.max_seq_length = params.max_seq_length
+    model.max_seq_length = params.training_seq_length
     device = model.device.type
     precision = resolve_precision(params.precision, device).train
     args = SentenceTransformerTrainingArguments(
@@ -232,7 +232,10 @@ def fine_tune(
         callbacks=[ProgressCallback(on_progress, should_stop)],
     )
     trainer.remove_callback(PrinterCallback)  # it would print every step's logs to stdout
-    output = trainer.train()
+    try:
+        output = trainer.train()
+    finally:
+        model.max_seq_length = params.max_seq_length  # what evaluation and serving use
     saving = time.monotonic()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(output_dir))

@@ -181,6 +181,35 @@ def test_too_few_examples_are_refused_before_training(
         fine_tune(model, mnrl_training_rows(), "mnrl", params, tmp_path, lambda _: None, never)
 
 
+def test_a_shorter_training_length_truncates_training_only(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+
+    def record(_module: Any, args: tuple[Any, ...]) -> None:
+        seen.append(args[0]["input_ids"].shape[1])  # the tokenized batch the encoder gets
+
+    hook = model[0].register_forward_pre_hook(record)
+    long_items = {oid: text + " with extra words" * 10 for oid, text in ITEMS.items()}
+    rows = mnrl_rows(build_examples(SESSIONS), long_items)
+    try:
+        fine_tune(model, rows, "mnrl", TrainParams(**{**FAST, "train_max_seq_length": 16}),
+                  tmp_path, lambda _: None, never)
+    finally:
+        hook.remove()
+    assert seen and max(seen) == 16  # the long documents were cut at 16 tokens in training
+    assert model.max_seq_length == FAST["max_seq_length"]  # evaluation and serving: 32
+    saved = SentenceTransformer(str(tmp_path), device="cpu")
+    assert saved.max_seq_length == FAST["max_seq_length"]
+
+
+def test_training_length_may_not_exceed_the_model_length() -> None:
+    with pytest.raises(ValidationError, match="train_max_seq_length"):
+        TrainParams(max_seq_length=128, train_max_seq_length=256)
+    assert TrainParams(max_seq_length=128).training_seq_length == 128
+    assert TrainParams(train_max_seq_length=64).training_seq_length == 64
+
+
 def test_params_reject_unknown_fields_and_out_of_range_values() -> None:
     with pytest.raises(ValidationError):
         TrainParams(epochs=0)
