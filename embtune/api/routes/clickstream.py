@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from embtune.api.clickstream_schemas import (
     BatchPublic,
@@ -38,11 +39,13 @@ FROZEN = {409: "The session's batch is already released"}
         ),
     },
 )
-def create_session(
+async def create_session(
     body: SessionCreate, clickstream: ClickstreamDep, response: Response
 ) -> SessionPublic:
     """Record a search; it joins the open batch."""
-    record, created = clickstream.ingest_session(**body.model_dump())
+    record, created = await run_in_threadpool(
+        lambda: clickstream.ingest_session(**body.model_dump())
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return SessionPublic.of(record)
@@ -61,12 +64,11 @@ def create_session(
         },
     ),
 )
-def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
+async def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
     """Record clicks (or other events) on the session's results; all or nothing. An event id
     already stored is skipped, so a push can be repeated safely."""
-    received, new = clickstream.push_events(
-        body.session_id, [event.model_dump() for event in body.events]
-    )
+    events = [event.model_dump() for event in body.events]
+    received, new = await run_in_threadpool(clickstream.push_events, body.session_id, events)
     return EventsPushed(session_id=body.session_id, received=received, new=new)
 
 
@@ -77,9 +79,9 @@ def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
         400, 404, 409, 413, 422, described={400: UNDECODABLE, **UNKNOWN_SESSION, **FROZEN}
     ),
 )
-def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
+async def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
     """Flag a session whose results held nothing relevant (training uses it as negatives)."""
-    return SessionPublic.of(clickstream.mark_irrelevant(body.session_id))
+    return SessionPublic.of(await run_in_threadpool(clickstream.mark_irrelevant, body.session_id))
 
 
 @router.get(
@@ -87,8 +89,8 @@ def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPub
     response_model=SessionPublic,
     responses=error_responses(404, 422, described=UNKNOWN_SESSION),
 )
-def get_session(session_id: PathId, clickstream: ClickstreamDep) -> SessionPublic:
-    return SessionPublic.of(clickstream.session(session_id))
+async def get_session(session_id: PathId, clickstream: ClickstreamDep) -> SessionPublic:
+    return SessionPublic.of(await run_in_threadpool(clickstream.session, session_id))
 
 
 @router.post(
@@ -96,20 +98,22 @@ def get_session(session_id: PathId, clickstream: ClickstreamDep) -> SessionPubli
     response_model=BatchPublic,
     responses=error_responses(409, described={409: "The open batch has no sessions"}),
 )
-def release_batch(clickstream: ClickstreamDep) -> BatchPublic:
+async def release_batch(clickstream: ClickstreamDep) -> BatchPublic:
     """Freeze the open batch for training and open a new one."""
-    return BatchPublic.of(clickstream.release())
+    return BatchPublic.of(await run_in_threadpool(clickstream.release))
 
 
 @router.get("/batch", response_model=list[BatchPublic], responses=error_responses(422))
-def list_batches(
+async def list_batches(
     clickstream: ClickstreamDep,
     response: Response,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[BatchPublic]:
     """Newest first; `X-Total-Count` carries the total."""
-    page, total = clickstream.batches_page(offset=offset, limit=limit)
+    page, total = await run_in_threadpool(
+        lambda: clickstream.batches_page(offset=offset, limit=limit)
+    )
     response.headers["X-Total-Count"] = str(total)
     return [BatchPublic.of(batch) for batch in page]
 
@@ -119,5 +123,5 @@ def list_batches(
     response_model=BatchPublic,
     responses=error_responses(404, 422, described={404: "Unknown batch"}),
 )
-def get_batch(batch_id: PathId, clickstream: ClickstreamDep) -> BatchPublic:
-    return BatchPublic.of(clickstream.batch(batch_id))
+async def get_batch(batch_id: PathId, clickstream: ClickstreamDep) -> BatchPublic:
+    return BatchPublic.of(await run_in_threadpool(clickstream.batch, batch_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from embtune.api.clickstream_schemas import ItemPublic, ItemsUpsert, ItemsUpserted
 from embtune.api.deps import ClickstreamDep
@@ -21,21 +22,24 @@ router = APIRouter(prefix="/api/v1/items", tags=["items"], responses=error_respo
         described={400: UNDECODABLE, 422: "Invalid items: too long, duplicated object ids, …"},
     ),
 )
-def upsert_items(body: ItemsUpsert, clickstream: ClickstreamDep) -> ItemsUpserted:
+async def upsert_items(body: ItemsUpsert, clickstream: ClickstreamDep) -> ItemsUpserted:
     """Insert new items and overwrite known ones (by object id); all or nothing."""
-    counts = clickstream.upsert_items([item.model_dump() for item in body.items])
+    rows = [item.model_dump() for item in body.items]
+    counts = await run_in_threadpool(clickstream.upsert_items, rows)
     return ItemsUpserted(inserted=counts.inserted, updated=counts.updated)
 
 
 @router.get("", response_model=list[ItemPublic], responses=error_responses(422))
-def list_items(
+async def list_items(
     clickstream: ClickstreamDep,
     response: Response,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[ItemPublic]:
     """Ordered by object id; `X-Total-Count` carries the catalogue size."""
-    page, total = clickstream.items_page(offset=offset, limit=limit)
+    page, total = await run_in_threadpool(
+        lambda: clickstream.items_page(offset=offset, limit=limit)
+    )
     response.headers["X-Total-Count"] = str(total)
     return [ItemPublic.of(item) for item in page]
 
@@ -46,5 +50,5 @@ def list_items(
     response_model=ItemPublic,
     responses=error_responses(404, 422, described={404: "Unknown item"}),
 )
-def get_item(object_id: PathId, clickstream: ClickstreamDep) -> ItemPublic:
-    return ItemPublic.of(clickstream.item(object_id))
+async def get_item(object_id: PathId, clickstream: ClickstreamDep) -> ItemPublic:
+    return ItemPublic.of(await run_in_threadpool(clickstream.item, object_id))

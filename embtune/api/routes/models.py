@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import ModelsDep, ServingDep
 from embtune.api.schemas import (
@@ -35,20 +36,20 @@ UNKNOWN_MODEL = {404: "Unknown embedding model"}
                    f"roots; or: {UNDECODABLE}"},
     ),
 )
-def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
-    return ModelPublic.of(models.register(**body.model_dump()))
+async def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
+    return ModelPublic.of(await run_in_threadpool(lambda: models.register(**body.model_dump())))
 
 
 @router.get(
     "/embedding-models", response_model=list[ModelPublic], responses=error_responses(422)
 )
-def list_models(
+async def list_models(
     models: ModelsDep,
     response: Response,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[ModelPublic]:
-    page, total = models.page(offset=offset, limit=limit)
+    page, total = await run_in_threadpool(lambda: models.page(offset=offset, limit=limit))
     response.headers["X-Total-Count"] = str(total)
     return [ModelPublic.of(m) for m in page]
 
@@ -58,8 +59,8 @@ def list_models(
     response_model=ModelPublic,
     responses=error_responses(404, 422, described=UNKNOWN_MODEL),
 )
-def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
-    return ModelPublic.of(models.get(model_id))
+async def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
+    return ModelPublic.of(await run_in_threadpool(models.get, model_id))
 
 
 @router.get(
@@ -67,9 +68,9 @@ def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
     response_model=list[ModelPublic],
     responses=error_responses(404, 422, described=UNKNOWN_MODEL),
 )
-def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic]:
+async def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic]:
     """The model, its parent, and so on back to the base model."""
-    return [ModelPublic.of(m) for m in models.lineage(model_id)]
+    return [ModelPublic.of(m) for m in await run_in_threadpool(models.lineage, model_id)]
 
 
 @router.get(
@@ -83,9 +84,9 @@ def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic]:
         ),
     },
 )
-def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
+async def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
     """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`)."""
-    path = serving.archive(model_id)
+    path = await run_in_threadpool(serving.archive, model_id)
     return FileResponse(
         path,
         media_type="application/gzip",
@@ -102,12 +103,12 @@ def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
         described={**UNKNOWN_MODEL, 400: f"The model cannot be loaded; or: {UNDECODABLE}"},
     ),
 )
-def embed_texts(model_id: PathId, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
+async def embed_texts(model_id: PathId, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
     """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration."""
-    vectors = serving.embed(model_id, body.texts)
+    vectors = await run_in_threadpool(serving.embed, model_id, body.texts)
     return EmbedResponse(model_id=model_id, dimension=len(vectors[0]), vectors=vectors)
 
 
 @router.get("/plugins", response_model=list[PluginPublic])
-def list_plugins(models: ModelsDep) -> list[PluginPublic]:
+async def list_plugins(models: ModelsDep) -> list[PluginPublic]:
     return [PluginPublic(**p) for p in models.describe_plugins()]

@@ -1,8 +1,4 @@
-"""`/api/v1/fine-tuning`: the task API of SPEC.md.
-
-Handlers are `async def` and hand the (blocking, database) service call to the thread pool
-once; a plain `def` handler would also validate its response on a pool thread — two hops.
-"""
+"""`/api/v1/fine-tuning`: the task API of SPEC.md."""
 
 from __future__ import annotations
 
