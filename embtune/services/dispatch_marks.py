@@ -33,6 +33,7 @@ class DispatchMarks:
         self.tasks = TaskRepository()
         self._pending: deque[tuple[str, str]] = deque()
         self._wake = threading.Condition()
+        self._flushing = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -50,21 +51,25 @@ class DispatchMarks:
             self._wake.notify()
 
     def flush(self) -> bool:
-        """Write everything collected so far; False (marks kept) when the database failed."""
-        while True:
-            with self._wake:
-                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
-            if not batch:
-                return True
-            try:
-                with self.db.transaction() as session:
-                    self.tasks.mark_dispatched_many(session, batch, utcnow())
-            except Exception as exc:
-                log.warning("could not record %d dispatched tasks (will retry): %s",
-                            len(batch), exc)
+        """Write everything collected so far — including a batch the thread is writing at this
+        moment: flushes run one at a time, so on return every earlier mark is committed.
+        False (marks kept) when the database failed."""
+        with self._flushing:
+            while True:
                 with self._wake:
-                    self._pending.extendleft(reversed(batch))
-                return False
+                    take = min(MAX_BATCH, len(self._pending))
+                    batch = [self._pending.popleft() for _ in range(take)]
+                if not batch:
+                    return True
+                try:
+                    with self.db.transaction() as session:
+                        self.tasks.mark_dispatched_many(session, batch, utcnow())
+                except Exception as exc:
+                    log.warning("could not record %d dispatched tasks (will retry): %s",
+                                len(batch), exc)
+                    with self._wake:
+                        self._pending.extendleft(reversed(batch))
+                    return False
 
     def close(self) -> None:
         with self._wake:
