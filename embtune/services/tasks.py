@@ -153,10 +153,7 @@ class TaskService:
         **_: Any,
     ) -> dict[str, Any]:
         """What `create` with this body would train on — validated the same way, stores nothing."""
-        with self.db.read() as session:
-            model = self.models.get(session, embedding_model_id)
-        if model is None:
-            raise NotFound(f"embedding model {embedding_model_id!r} not found")
+        model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
         validated = plugin.validate_params(params)
         data = None

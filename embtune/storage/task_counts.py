@@ -12,8 +12,9 @@ PostgreSQL bumps its tally inside its single insert statement instead: see `task
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import Select, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,15 +36,19 @@ def record(
         deltas[(embedding_model_id, new)] += 1
 
 
-def _upsert(dialect: object) -> object:
+def upsert(dialect: Any, rows: Select[Any] | None = None) -> Any:
+    """INSERT … ON CONFLICT adding `n` to a tally: of bound values, or of the (model, status,
+    n) rows of `rows` (the PostgreSQL create folds its tally into its insert this way)."""
     table = TaskCountRow.__table__
-    stmt = dialect.insert(table)  # type: ignore[attr-defined]
+    stmt = dialect.insert(table)
+    if rows is not None:
+        stmt = stmt.from_select(["embedding_model_id", "status", "n"], rows)
     return stmt.on_conflict_do_update(
         index_elements=["embedding_model_id", "status"], set_={"n": table.c.n + stmt.excluded.n}
     )
 
 
-_UPSERT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_UPSERT = {"postgresql": upsert(postgresql), "sqlite": upsert(sqlite)}
 
 
 @event.listens_for(Session, "before_commit")
@@ -58,7 +63,7 @@ def _write_deltas(session: Session) -> None:
     ]
     stmt = _UPSERT[session.get_bind().dialect.name]
     for row in rows:  # one statement each, in key order: the lock order is global
-        session.execute(stmt, row)  # type: ignore[call-overload]
+        session.execute(stmt, row)
 
 
 @event.listens_for(Session, "after_rollback")

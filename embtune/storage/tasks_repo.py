@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from embtune.domain.tasks import Progress, Task, TaskEvent, TaskStatus, Transition
 from embtune.storage import task_counts
 from embtune.storage.db import utcnow
-from embtune.storage.tables import TaskCountRow, TaskEventRow, TaskRow
+from embtune.storage.tables import TaskEventRow, TaskRow
 
 # The hot statements work on the Core tables with bound parameters: compiled once and cached,
 # without the ORM's per-call attribute coercion (a third of a create's cost before).
@@ -62,15 +62,10 @@ def _insert_task_with_event() -> Any:
         )
         .cte("created_event")
     )
-    counts = TaskCountRow.__table__
-    tally = postgresql.insert(counts).from_select(
-        ["embedding_model_id", "status", "n"],
-        select(task.c.embedding_model_id, task.c.status, literal(1)),
-    )
     # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
     # is the create's last before COMMIT, so it never waits for anything while holding it
-    tally = tally.on_conflict_do_update(
-        index_elements=["embedding_model_id", "status"], set_={"n": counts.c.n + 1}
+    tally = task_counts.upsert(
+        postgresql, select(task.c.embedding_model_id, task.c.status, literal(1))
     ).cte("created_tally")
     return select(task).add_cte(event).add_cte(tally)
 
@@ -229,9 +224,9 @@ class TaskRepository:
             transition.target,
             message or transition.name,
         )
-        row = session.get(TaskRow, task_id, populate_existing=True)
-        assert row is not None
-        return to_task(row)
+        task = self.get(session, task_id)
+        assert task is not None
+        return task
 
     @staticmethod
     def _owned_by(task_id: str, broker_id: str) -> tuple[Any, ...]:
