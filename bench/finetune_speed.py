@@ -6,12 +6,15 @@ costs no encoding and leaves the model's caches cold) and a position-biased clic
 clicks from the qrels. Then, each in its own child process so their peak memory is their own:
 
 * the built-in method (`sentence-transformers-mnrl`) run through the plugin with a fresh
-  embedding cache, timed phase by phase (load, examples, evaluate_source, train, evaluate_tuned,
-  save), followed by what a re-tune of the tuned model would pay to evaluate its source (load +
-  fingerprint + cache hit);
-* plain sentence-transformers doing the same work in fp32: load, encode the catalogue and the
-  same validation queries with `InformationRetrievalEvaluator`, train MNRL on the same rows with
-  the same settings, evaluate again, save.
+  embedding cache, on a thread of a process whose allocator is set as a task process sets it
+  (`--allocator`, default `retain-heap`, see `embtune.allocator`), timed phase by phase (load,
+  examples, evaluate_source, train, evaluate_tuned, save), followed by what a re-tune of the
+  tuned model would pay to evaluate its source (load + fingerprint + cache hit);
+* plain sentence-transformers doing the same work in fp32 with the C library's default allocator
+  (`--plain-allocator retain-heap` gives it ours, to see what the allocator alone is worth):
+  load, encode the catalogue and the same validation queries with
+  `InformationRetrievalEvaluator`, train MNRL on the same rows with the same settings, evaluate
+  again, save.
 
 Synthetic mode (`--items N`): evaluation only, on N synthetic catalogue items and
 `eval_max_queries` synthetic queries, reporting the peak memory (ru_maxrss) of the chunked
@@ -22,6 +25,8 @@ model by random vectors to measure the search's memory and time alone in a minut
 Prints figures and writes them to bench/out/finetune_speed.json; asserts nothing.
 
     .venv/bin/python bench/finetune_speed.py [--limit-queries N] [--max-items N] [--params JSON]
+        [--allocator retain-heap|system] [--plain-allocator system|retain-heap]
+        [--skip-plain | --skip-plugin]
     .venv/bin/python bench/finetune_speed.py --items 100000 [--plain-eval] [--random-vectors]
 """
 
@@ -37,6 +42,7 @@ import re
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -130,7 +136,35 @@ def simulate_sessions(
 
 
 # -- the two contestants (each in a child process) ------------------------------------------------
-def run_plugin(data: BenchData, params: dict[str, Any], workdir: str) -> dict[str, Any]:
+def use_allocator(mode: str) -> str:
+    """Set this process's allocator as a task process sets it (`retain-heap`) or leave it."""
+    from embtune import allocator
+
+    return allocator.retain_freed_memory() if mode == "retain-heap" else allocator.mode()
+
+
+def in_thread(work: Callable[[], Any]) -> Any:
+    """Run `work` on a fresh thread, as a worker runs a task, and return its result."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="bench-task")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def run_plugin(
+    data: BenchData, params: dict[str, Any], workdir: str, allocator_mode: str
+) -> dict[str, Any]:
+    allocator_in_force = use_allocator(allocator_mode)
     from embtune.plugins.base import RunContext, SourceModel
     from embtune.plugins.sentence_transformers import ClickstreamMNRLPlugin
 
@@ -156,7 +190,7 @@ def run_plugin(data: BenchData, params: dict[str, Any], workdir: str) -> dict[st
         cache_dir=cache_dir,
     )
     started = time.monotonic()
-    result = plugin.run(ctx)
+    result = in_thread(lambda: plugin.run(ctx))  # a worker runs tasks on its own threads
     wall = time.monotonic() - started
     metrics = result.metrics
     performance = metrics["performance"]
@@ -189,6 +223,7 @@ def run_plugin(data: BenchData, params: dict[str, Any], workdir: str) -> dict[st
     }
     return {
         "wall_s": round(wall, 3),
+        "allocator": allocator_in_force,
         "phases_s": performance["phases_s"],
         "peak_rss_mb": performance["peak_rss_mb"],
         "precision": performance["precision"],
@@ -226,8 +261,11 @@ def _plain_evaluate(model: Any, prepared: Any, batch_size: int) -> dict[str, flo
     }
 
 
-def run_plain(data: BenchData, params: dict[str, Any], workdir: str) -> dict[str, Any]:
+def run_plain(
+    data: BenchData, params: dict[str, Any], workdir: str, allocator_mode: str
+) -> dict[str, Any]:
     """Plain sentence-transformers, fp32, the same rows, queries and settings."""
+    allocator_in_force = use_allocator(allocator_mode)
     phases: dict[str, float] = {}
     peaks: dict[str, float] = {}
 
@@ -299,6 +337,7 @@ def run_plain(data: BenchData, params: dict[str, Any], workdir: str) -> dict[str
     timed("save", lambda: model.save(str(Path(workdir) / "plain-model")))
     return {
         "wall_s": round(sum(phases.values()), 3),
+        "allocator": allocator_in_force,
         "phases_s": phases,
         "peak_rss_mb": peaks,
         "training": {**training, "rows": len(prepared.rows)},
@@ -462,6 +501,13 @@ def main() -> None:
     parser.add_argument("--random-vectors", action="store_true",
                         help="synthetic mode: random vectors instead of the model (no encoding)")
     parser.add_argument("--skip-plain", action="store_true", help="task mode: plugin only")
+    parser.add_argument("--skip-plugin", action="store_true", help="task mode: plain only")
+    parser.add_argument("--allocator", choices=("retain-heap", "system"), default="retain-heap",
+                        help="task mode: the plugin's allocator (retain-heap: what a task "
+                        "process sets with EMBTUNE_TUNE_ALLOCATOR, the default)")
+    parser.add_argument("--plain-allocator", choices=("retain-heap", "system"), default="system",
+                        help="task mode: the plain route's allocator (system: what plain "
+                        "sentence-transformers gets)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "finetune_speed.json")
     args = parser.parse_args()
     params = json.loads(args.params)
@@ -494,15 +540,18 @@ def main() -> None:
         )
         results["data_set"] = {"path": str(args.beir), **figures}
         log(f"data: {figures}")
-        log("the plugin (fresh embedding cache)")
-        ours = in_child(run_plugin, data, params, workdir)
-        results["plugin"] = ours
-        log(f"plugin: {ours['wall_s']} s, phases {ours['phases_s']}")
+        ours = None
+        if not args.skip_plugin:
+            log("the plugin (fresh embedding cache)")
+            ours = in_child(run_plugin, data, params, workdir, args.allocator)
+            results["plugin"] = ours
+            log(f"plugin: {ours['wall_s']} s, phases {ours['phases_s']}")
         if not args.skip_plain:
             log("plain sentence-transformers, fp32")
-            plain = in_child(run_plain, data, params, workdir)
+            plain = in_child(run_plain, data, params, workdir, args.plain_allocator)
             results["plain"] = plain
             log(f"plain: {plain['wall_s']} s, phases {plain['phases_s']}")
+        if ours is not None and not args.skip_plain:
             results["speedup"] = {
                 "task": ratio(plain["wall_s"], ours["wall_s"]),
                 "phases": {p: ratio(plain["phases_s"].get(p), ours["phases_s"].get(p))

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Directories a registered model's source may live under, besides the data "
         "dir (where tuned iterations are stored).",
     )
+    tune_allocator: bool = Field(
+        True,
+        description="In processes that run tasks (glibc Linux only): keep freed memory in the "
+        "heap during a run instead of mapping and unmapping every large tensor (CPU training "
+        "~1.7x faster), and give it back to the OS after each run.",
+    )
     artifact_url: str | None = Field(
         None,
         description="fsspec URL where tuned models are stored (s3://bucket/models, gs://…, "
@@ -112,6 +118,13 @@ class Settings(BaseSettings):
         if self.broker_url.startswith(("amqp://", "amqps://")):
             return "rabbitmq"
         return "embedded"
+
+    def runs_worker_in_api(self, requested: bool | None) -> bool:
+        """Whether `embtune serve` runs tasks in its own process: as `--worker/--no-worker` asks,
+        by default only on the embedded broker (whose queue lives in that process)."""
+        if requested is not None:
+            return requested
+        return self.broker_kind == "embedded" and self.embedded_worker
 
     @property
     def resolved_database_url(self) -> str:

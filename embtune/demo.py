@@ -249,7 +249,10 @@ def run_demo(
     console = console or Console()
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
+    from embtune.runtime import prepare_task_process
+
     settings = Settings(data_dir=data_dir, broker_url="embedded")
+    prepare_task_process(settings)  # before the server's threads start
     console.rule("[bold]embtune demo")
     console.print(f"1. starting the service on the embedded defaults (SQLite in {data_dir}, "
                   "in-process queue and worker)")

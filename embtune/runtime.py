@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import dramatiq
 
+from embtune import allocator
 from embtune.artifacts import ArtifactStore, make_artifact_store
 from embtune.config import Settings
 from embtune.domain.retry import RetryPolicy
@@ -27,6 +28,17 @@ from embtune.storage import migrate
 from embtune.storage.db import Database, make_engine
 
 log = logging.getLogger(__name__)
+
+
+def prepare_task_process(settings: Settings) -> None:
+    """Process-wide set-up for a process that will run tasks; call it before starting threads.
+
+    The allocator settings (`embtune.allocator`) reach every thread only when they are made
+    before the process has several malloc arenas, i.e. before threads start allocating; the
+    CLI calls this first thing, `Runtime.start_worker` again for embedders (idempotent).
+    """
+    if settings.tune_allocator:
+        allocator.retain_freed_memory()
 
 WORKER_POLL_MS = 100  # how long an idle consumer waits before polling again: dispatch latency
 
@@ -102,6 +114,7 @@ class Runtime:
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
         """Consume the task queue in this process (embedded mode and `embtune worker`)."""
+        prepare_task_process(self.settings)
         declare_actor(
             self.broker,
             self.settings.queue_name,

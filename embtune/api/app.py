@@ -30,12 +30,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.build(settings)
         app.state.runtime = rt
-        worker = (
-            run_worker
-            if run_worker is not None
-            else rt.broker.kind == "embedded" and settings.embedded_worker
-        )
-        if worker:
+        if settings.runs_worker_in_api(run_worker):
             rt.start_worker()
         rt.start_recovery()
         try:

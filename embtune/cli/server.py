@@ -79,6 +79,10 @@ def serve(
     )
     if problem:
         usage_error(problem)
+    if processes == 1 and settings.runs_worker_in_api(worker):
+        from embtune.runtime import prepare_task_process
+
+        prepare_task_process(settings)  # before uvicorn starts any thread
 
     import uvicorn
 
@@ -119,13 +123,14 @@ def worker(
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run a worker against the configured Redis or RabbitMQ broker and shared database."""
-    from embtune.runtime import Runtime
+    from embtune.runtime import Runtime, prepare_task_process
 
     _logging(log_level)
     settings = Settings()
     if settings.broker_kind == "embedded":
         usage_error("`embtune worker` needs EMBTUNE_BROKER_URL (redis:// or amqp://); the "
                     "embedded broker lives inside `embtune serve`.")
+    prepare_task_process(settings)  # before any thread starts
     runtime = Runtime.build(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

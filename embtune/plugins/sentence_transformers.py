@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from embtune import allocator
 from embtune.clickstream.sessions import (
     Session,
     build_examples,
@@ -451,6 +452,7 @@ def _performance(
     encoded = after.timings_s.get("corpus") if after.corpus_cache != "hit" else None
     return {
         "precision": precision,
+        "allocator": allocator.mode(),
         "cache": {
             "enabled": cache.store is not None,
             "source_hit": before.corpus_cache == "hit",

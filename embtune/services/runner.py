@@ -24,6 +24,7 @@ from typing import Any
 from dramatiq.middleware import Interrupt, Shutdown, TimeLimitExceeded
 from sqlalchemy.orm import Session
 
+from embtune import allocator
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
@@ -169,6 +170,9 @@ class TaskRunner:
             monitor.join(timeout=5)
             if staging is not None:
                 self.artifacts.discard(staging)
+            # A run's peak (gigabytes for a big catalogue) goes back to the OS, whatever the
+            # allocator kept during the run: an idle worker holds only what it uses.
+            allocator.release_freed_memory()
         if stopped:  # noted after clean-up, so "stopped" means nothing of the run is left
             log.info("task %s stopped: canceled or taken over", task_id)
             self._note(task_id, "run stopped: the task was canceled or taken over")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from embtune import allocator
 from embtune.clickstream.sessions import Session, relevance, split_sessions
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
@@ -148,6 +149,7 @@ def test_performance_reports_precision_phases_cache_and_queries(shop_run: Run) -
     performance = shop_run.result.metrics["performance"]
     assert performance["precision"]["requested"] == "auto"
     assert performance["precision"]["encode"] in {"fp32", "bf16"}  # CPU: fp16 only if asked
+    assert performance["allocator"] == allocator.mode()
     phases = performance["phases_s"]
     order = ["load", "examples", "evaluate_source", "train", "evaluate_tuned", "save"]
     assert list(phases) == order
