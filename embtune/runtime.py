@@ -29,6 +29,8 @@ from embtune.storage.db import Database, make_engine
 
 log = logging.getLogger(__name__)
 
+WORKER_POLL_MS = 100  # how long an idle consumer waits before polling again: dispatch latency
+
 
 def prepare_task_process(settings: Settings) -> None:
     """Process-wide set-up for a process that will run tasks; call it before starting threads.
@@ -39,8 +41,6 @@ def prepare_task_process(settings: Settings) -> None:
     """
     if settings.tune_allocator:
         allocator.retain_freed_memory()
-
-WORKER_POLL_MS = 100  # how long an idle consumer waits before polling again: dispatch latency
 
 
 @dataclass
