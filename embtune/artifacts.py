@@ -140,7 +140,7 @@ class RemoteArtifactStore(ArtifactStore):
             self.fs.rm(remote, recursive=True)
 
     def owns(self, source: str) -> bool:
-        return source.startswith(self.url + "/") and "/" not in source[len(self.url) + 1 :]
+        return source.startswith(self.url + "/") and "/" not in self._model_id(source)
 
     def _model_id(self, source: str) -> str:
         return source[len(self.url) + 1 :]

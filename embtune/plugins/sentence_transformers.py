@@ -167,13 +167,19 @@ def _refusal(prepared: _Prepared, params: TrainParams) -> str | None:
     return None
 
 
+def _length_scale(tokens: int) -> float:
+    return tokens / REFERENCE_SEQ_LENGTH
+
+
 def _training_seconds(examples: int, params: TrainParams) -> float:
-    scale = params.training_seq_length / REFERENCE_SEQ_LENGTH
-    return params.epochs * examples / TRAIN_EXAMPLES_PER_S * scale
+    return (
+        params.epochs * examples / TRAIN_EXAMPLES_PER_S
+        * _length_scale(params.training_seq_length)
+    )
 
 
 def _encoding_seconds(documents: int, params: TrainParams) -> float:
-    return documents / ENCODE_DOCUMENTS_PER_S * params.max_seq_length / REFERENCE_SEQ_LENGTH
+    return documents / ENCODE_DOCUMENTS_PER_S * _length_scale(params.max_seq_length)
 
 
 def preflight(
