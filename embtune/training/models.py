@@ -9,6 +9,18 @@ from sentence_transformers import SentenceTransformer
 from embtune.artifacts import resolve_source
 
 
+def silence_library_progress() -> None:
+    """Turn off the progress bars transformers and the hub draw on stderr ("Loading weights",
+    "Writing model shards", downloads). embtune reports its own progress (task record, CLI bar,
+    dashboard); theirs would interleave with the CLI's live bar and fill worker logs with
+    carriage-return noise. Process-wide and idempotent."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def pick_device() -> str:
     import torch
 
@@ -28,6 +40,7 @@ def load_model(source: str, max_seq_length: int, device: str | None = None) -> S
     # Set before loading: a model config that names a remote tokenizer or module would otherwise
     # try the hub and hang on a machine without internet.
     os.environ["HF_HUB_OFFLINE"] = "1"
+    silence_library_progress()
     model = SentenceTransformer(str(path), device=device or pick_device(), local_files_only=True)
     model.max_seq_length = max_seq_length
     return model
