@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -27,7 +28,7 @@ from embtune.cli.common import (
     print_json,
     when,
 )
-from embtune.client import DEFAULT_URL, Client
+from embtune.client import DEFAULT_URL, Client, ConflictError
 
 app = typer.Typer(help="Fine-tuning tasks: create, follow, list, cancel, restart.",
                   no_args_is_help=True)
@@ -230,9 +231,23 @@ def cancel(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
 
 @app.command("restart")
 def restart(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
-    """Queue a task again from scratch (a running one is left as it is)."""
+    """Queue a failed, refused or canceled task again from scratch (a running one is left as it
+    is; a done one keeps its result: tune again with a new task on its batch)."""
     with connect(url) as api:
-        show_new_status(api.restart_task(task_id), as_json)
+        try:
+            task = api.restart_task(task_id)
+        except ConflictError:
+            current = api.get_task(task_id)
+            if current.status.value != "done":
+                raise
+            batch = f" --batch {current.batch_id}" if current.batch_id else ""
+            if current.params:
+                batch += f" --params-json '{json.dumps(current.params, separators=(',', ':'))}'"
+            fail(f"task {task_id} is done and keeps its result (model "
+                 f"{current.result_model_id}); a done task cannot be restarted. Tune again "
+                 f"with a new task on the same batch: embtune task create "
+                 f"{current.embedding_model_id}{batch}")
+        show_new_status(task, as_json)
 
 
 @app.command("follow")

@@ -56,8 +56,13 @@ class Transition(enum.Enum):
     cancel = TransitionRule(
         frozenset({TaskStatus.pending, TaskStatus.processing}), TaskStatus.canceled
     )
+    # Not from `done`: a done task keeps its result (its registered model points to it); tuning
+    # again is a new task on the same batch. Not from `processing`: a live run is left alone.
     restart = TransitionRule(
-        frozenset(TaskStatus) - {TaskStatus.processing}, TaskStatus.pending
+        frozenset(
+            {TaskStatus.pending, TaskStatus.failed, TaskStatus.refused, TaskStatus.canceled}
+        ),
+        TaskStatus.pending,
     )
     requeue = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.pending)
     give_up = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed)

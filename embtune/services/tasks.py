@@ -41,6 +41,15 @@ RUN_FIELDS_RESET: dict[str, Any] = {
 }
 
 
+def done_restart_detail(task: Task) -> str:
+    """Why a done task cannot be restarted, and what to do instead."""
+    batch = f" (batch_id {task.batch_id})" if task.batch_id else ""
+    return (
+        f"task {task.id} is done and keeps its result, model {task.result_model_id}; a done "
+        f"task cannot be restarted. To tune again, create a new task on the same batch{batch}"
+    )
+
+
 class TaskService:
     def __init__(
         self,
@@ -204,8 +213,11 @@ class TaskService:
 
     # -- restart ------------------------------------------------------------------------------
     def restart(self, task_id: str) -> Task:
-        """Anything but `processing` goes back to `pending` under a new message id; the old
-        message, if it is still queued, no longer matches and is ignored by the worker."""
+        """A pending, failed, refused or canceled task goes back to `pending` under a new message
+        id; the old message, if it is still queued, no longer matches and is ignored by the
+        worker. A processing task is left as it is. A done task is refused (409): its result
+        is a registered model that points to it, and wiping the task would detach that model;
+        tuning again is a new task on the same batch."""
         broker_id = new_id()
         with self.db.transaction() as session:
             task = self.tasks.get(session, task_id, lock=True)
@@ -213,6 +225,8 @@ class TaskService:
                 raise NotFound(f"task {task_id!r} not found")
             if task.status is TaskStatus.processing:
                 return task
+            if task.status is TaskStatus.done:
+                raise Conflict(done_restart_detail(task))
             restarted = self.tasks.apply(
                 session,
                 task_id,

@@ -55,7 +55,9 @@ def test_task_page_follows_a_run_to_done(serve: Callable[..., str], page: Any) -
         )
         expect(page.locator("#metrics-json")).to_contain_text('"steps": 30')
         expect(page.locator("#cancel")).to_be_disabled()
-        expect(page.locator("#restart")).to_be_enabled()
+        # a done task keeps its result: no restart, but "Tune again" (a new task)
+        expect(page.locator("#restart")).to_be_disabled()
+        expect(page.locator("#tune-again")).to_be_enabled()
         task = api.get(f"/api/v1/fine-tuning/task/{task_id}").json()
         expect(page.locator("#lineage")).to_contain_text(task["result_model_id"])
         expect(page.locator("#events")).to_contain_text("processing → done")
@@ -77,6 +79,17 @@ def test_task_page_follows_a_run_to_done(serve: Callable[..., str], page: Any) -
         expect(page).to_have_url(f"{url}/#/task/{task_id}")
         expect(page.locator("#status .badge")).to_have_text("done")
 
+        page.locator("#tune-again").click()
+        expect(page).not_to_have_url(f"{url}/#/task/{task_id}")
+        again_id = page.url.rsplit("/", 1)[1]
+        again = api.get(f"/api/v1/fine-tuning/task/{again_id}").json()
+        assert again["embedding_model_id"] == model_id
+        assert again["params"] == task["params"] and again["batch_id"] == task["batch_id"]
+        after = api.get(f"/api/v1/fine-tuning/task/{task_id}").json()
+        assert after["status"] == "done"
+        assert after["result_model_id"] == task["result_model_id"]
+        api.put(f"/api/v1/fine-tuning/task/{again_id}/cancel")
+
 
 def test_cancel_button_stops_a_running_task(serve: Callable[..., str], page: Any) -> None:
     url = serve()
@@ -92,7 +105,17 @@ def test_cancel_button_stops_a_running_task(serve: Callable[..., str], page: Any
         assert api.get(f"/api/v1/fine-tuning/task/{task_id}").json()["status"] == "canceled"
         expect(page.locator("#cancel")).to_be_disabled()
         expect(page.locator("#restart")).to_be_enabled()
+        expect(page.locator("#tune-again")).to_be_hidden()
         screenshot(page, "task-canceled")
+
+        # Restart asks first: dismissed, nothing happens; accepted, the task runs again.
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("#restart").click()
+        assert api.get(f"/api/v1/fine-tuning/task/{task_id}").json()["status"] == "canceled"
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#restart").click()
+        expect(badge).not_to_have_text("canceled")
+        assert api.put(f"/api/v1/fine-tuning/task/{task_id}/cancel").status_code == 200
 
 
 def test_task_table_filters_by_status_and_paginates(

@@ -134,24 +134,43 @@ def test_list_pages_filters_and_counts(client_factory) -> None:
     assert by_model.headers["X-Total-Count"] == "3"
 
 
-def test_restart_from_failed_canceled_and_done(client: TestClient, model_id: str) -> None:
+def test_restart_from_failed_and_canceled(client: TestClient, model_id: str) -> None:
     failed = wait_status(client, create(client, model_id, params={"fail": True})["id"], "failed")
     assert "failed on purpose" in failed["detail"]
-    done = wait_status(client, create(client, model_id)["id"], "done")
     canceled = create(client, model_id, params={"steps": 10_000, "step_seconds": 0.01})
     client.put(f"{TASKS}/{canceled['id']}/cancel")
     canceled = wait_status(client, canceled["id"], "canceled")
 
-    for before, expected in ((failed, "failed"), (done, "done"), (canceled, "done")):
+    for before in (failed, canceled):
         restarted = client.put(f"{TASKS}/{before['id']}/restart").json()
         assert restarted["status"] == "pending"
         assert restarted["broker_id"] != before["broker_id"]
         assert restarted["attempts"] == 0
         assert restarted["detail"] is None
-        if expected == "done" and before["id"] == canceled["id"]:
-            client.put(f"{TASKS}/{before['id']}/cancel")  # stop the long one again
-            continue
-        wait_status(client, before["id"], expected)
+    wait_status(client, failed["id"], "failed")  # `fail` is in its params: it fails again
+    client.put(f"{TASKS}/{canceled['id']}/cancel")  # stop the long one again
+
+
+def test_restart_of_done_task_is_409_and_its_model_stays_attached(
+    client: TestClient, model_id: str
+) -> None:
+    done = wait_status(client, create(client, model_id)["id"], "done")
+    response = client.put(f"{TASKS}/{done['id']}/restart")
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert "done" in detail and "new task on the same batch" in detail
+    assert done["result_model_id"] in detail
+    after = task_status(client, done["id"])
+    assert after == done  # nothing wiped: result, metrics, broker id, attempts
+    model = client.get(f"/api/v1/embedding-models/{done['result_model_id']}").json()
+    assert model["task_id"] == done["id"]
+    transitions = [e["to_status"] for e in events(client, done["id"]) if e["kind"] == "transition"]
+    assert transitions == ["pending", "processing", "done"]
+    assert claims(client, done["id"]) == 1
+    # tuning again is a new task on the same batch and model; the first keeps its result
+    again = wait_status(client, create(client, model_id, batch_id=done["batch_id"])["id"], "done")
+    assert again["result_model_id"] != done["result_model_id"]
+    assert task_status(client, done["id"])["result_model_id"] == done["result_model_id"]
 
 
 def test_restart_while_pending_runs_once(client: TestClient, model_id: str) -> None:

@@ -20,7 +20,7 @@ def test_status_parse_is_case_insensitive_and_names_valid_values() -> None:
         (Transition.fail, {"processing"}),
         (Transition.refuse, {"processing"}),
         (Transition.cancel, {"pending", "processing"}),
-        (Transition.restart, {"pending", "done", "failed", "canceled", "refused"}),
+        (Transition.restart, {"pending", "failed", "canceled", "refused"}),
         (Transition.requeue, {"processing"}),
         (Transition.give_up, {"processing"}),
     ],
@@ -32,6 +32,11 @@ def test_transition_sources(transition: Transition, allowed: set[str]) -> None:
 def test_nothing_leaves_canceled_but_a_restart() -> None:
     leaving = [t for t in Transition if t.allows(TaskStatus.canceled)]
     assert leaving == [Transition.restart]
+
+
+def test_a_done_task_is_never_left_but_stays_done() -> None:
+    """Its registered model points to it: no transition may wipe its result."""
+    assert not any(t.allows(TaskStatus.done) for t in Transition)
 
 
 def test_finished_results_are_never_overwritten_by_a_worker() -> None:

@@ -5,6 +5,8 @@
 const API = "/api/v1";
 const STATUSES = ["pending", "processing", "done", "canceled", "failed", "refused"];
 const ACTIVE = new Set(["pending", "processing"]);
+// A done task keeps its result and is tuned again as a new task; see README "Task lifecycle".
+const RESTARTABLE = new Set(["pending", "failed", "canceled", "refused"]);
 const PAGE_SIZE = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -196,10 +198,14 @@ function taskPage(main, id) {
   const button = (kind, label) =>
     h("button", { id: kind, disabled: true, onclick: () => act(kind) }, label);
   const [cancel, restart] = [button("cancel", "Cancel"), button("restart", "Restart")];
+  const tuneAgain = h("button", { id: "tune-again", hidden: true, disabled: true,
+    title: "A new task: the same source model, batch and parameters", onclick: () => again() },
+  "Tune again");
+  let current = null; // the task as last loaded
   main.replaceChildren(
     h("p", { class: "crumbs" }, h("a", { href: "#/tasks" }, "← All tasks")),
     h("div", { class: "heading" }, h("h1", {}, "Task ", h("span", { class: "mono" }, id)),
-      parts.status, h("span", { class: "actions" }, cancel, restart)),
+      parts.status, h("span", { class: "actions" }, cancel, restart, tuneAgain)),
     actionError, error,
     section("Progress", parts.progress, parts.detail),
     h("div", { class: "columns" }, section("Loss", parts.loss), section("Task", parts.facts)),
@@ -208,6 +214,8 @@ function taskPage(main, id) {
     section("Events", parts.events));
 
   async function act(kind) {
+    if (kind === "restart" && !window.confirm(
+      `Restart task ${id} from scratch? Its progress, detail and metrics are cleared.`)) return;
     actionError.replaceChildren();
     cancel.disabled = restart.disabled = true;
     try {
@@ -218,6 +226,25 @@ function taskPage(main, id) {
     reload();
   }
 
+  // A new task on the same source model, batch and parameters; then its page.
+  async function again() {
+    if (!current) return;
+    actionError.replaceChildren();
+    tuneAgain.disabled = true;
+    try {
+      const { body } = await api("/fine-tuning/task", {
+        method: "POST",
+        headers: { accept: "application/json", "content-type": "application/json" },
+        body: JSON.stringify({ embedding_model_id: current.embedding_model_id,
+          batch_id: current.batch_id, params: current.params }),
+      });
+      go(`task/${enc(body.id)}`);
+    } catch (err) {
+      actionError.textContent = `Tune again failed: ${err.message}`;
+      tuneAgain.disabled = false;
+    }
+  }
+
   let lineageOf = null;
   const reload = poll(async () => {
     const [{ body: task }, { body: events }] = await Promise.all([
@@ -225,7 +252,12 @@ function taskPage(main, id) {
     const p = task.progress;
     parts.status.replaceChildren(badge(task.status));
     cancel.disabled = !ACTIVE.has(task.status);
-    restart.disabled = task.status === "processing";
+    current = task;
+    restart.disabled = !RESTARTABLE.has(task.status);
+    restart.title = task.status === "done"
+      ? "A done task keeps its result: use Tune again for a new task" : "";
+    tuneAgain.hidden = task.status !== "done";
+    tuneAgain.disabled = task.status !== "done";
     const steps = p.total_steps ? `step ${p.step} / ${p.total_steps}` : null;
     const eta = task.status === "processing" && p.eta_s != null ? `ETA ${duration(p.eta_s)}` : null;
     const epoch = p.epoch != null ? `epoch ${num(p.epoch)}` : null;
