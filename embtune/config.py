@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BrokerKind = Literal["embedded", "redis", "rabbitmq"]
+MIN_API_TOKEN_LENGTH = 16  # characters; a shorter EMBTUNE_API_TOKEN is refused at start-up
 
 
 class Settings(BaseSettings):
@@ -80,8 +81,27 @@ class Settings(BaseSettings):
     )
 
     api_token: SecretStr | None = Field(
-        None, description="When set, every endpoint but the health checks requires it."
+        None,
+        description="When set, every endpoint but the health checks requires it (at least "
+        f"{MIN_API_TOKEN_LENGTH} characters, no whitespace).",
     )
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A short token is guessable, and whitespace cannot survive an `Authorization` header
+        (it is stripped), so " " would lock everyone out: refused at start-up instead. The
+        message never repeats the value."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < MIN_API_TOKEN_LENGTH or any(c.isspace() for c in secret):
+            raise ValueError(
+                f"EMBTUNE_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters with no "
+                "whitespace (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
+        return value
+
     max_body_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Larger request bodies are rejected with 413."
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from embtune.cli.common import ParamOption, ParamsJsonOption, err_console, parse_params, usage_error
@@ -23,6 +24,31 @@ def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def load_settings() -> Settings:
+    """The settings, or one `error:` line naming each bad variable. Never the input: pydantic
+    would print the offending value, and EMBTUNE_API_TOKEN is a secret."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "EMBTUNE_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(message if message.startswith(name) else f"{name}: {message}")
+        usage_error("invalid settings: " + "; ".join(problems))
+
+
+def shown_database_url(url: str) -> str:
+    """The database URL for a log line, its password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable EMBTUNE_DATABASE_URL)"
 
 
 def is_loopback(host: str) -> bool:
@@ -72,7 +98,7 @@ def serve(
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the API (and, on the embedded defaults, an in-process worker)."""
-    settings = Settings()
+    settings = load_settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
     problem = check_bind(host, token, insecure) or check_processes(
         processes, settings.broker_kind, worker
@@ -95,7 +121,8 @@ def serve(
         )
     err_console.print(
         f"embtune serving on http://{escape(host)}:{port}  "
-        f"(database: {escape(settings.resolved_database_url)}, broker: {settings.broker_kind})"
+        f"(database: {escape(shown_database_url(settings.resolved_database_url))}, "
+        f"broker: {settings.broker_kind})"
     )
     if processes > 1:  # each process builds its app from the same environment
         uvicorn.run("embtune.api.app:create_app", factory=True, workers=processes,
@@ -126,7 +153,7 @@ def worker(
     from embtune.runtime import Runtime, prepare_task_process
 
     _logging(log_level)
-    settings = Settings()
+    settings = load_settings()
     if settings.broker_kind == "embedded":
         usage_error("`embtune worker` needs EMBTUNE_BROKER_URL (redis:// or amqp://); the "
                     "embedded broker lives inside `embtune serve`.")
@@ -150,7 +177,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from embtune.storage import migrate
     from embtune.storage.db import make_engine
 
-    settings = Settings()
+    settings = load_settings()
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine, revision)
     err_console.print(f"database at revision {migrate.current_revision(engine)}")
@@ -164,7 +191,7 @@ def db_recount() -> None:
     from embtune.storage import migrate, task_counts
     from embtune.storage.db import Database, make_engine
 
-    settings = Settings()
+    settings = load_settings()
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine)
     db = Database(engine)

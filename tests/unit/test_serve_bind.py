@@ -9,6 +9,9 @@ from typer.testing import CliRunner
 
 from embtune.cli import app as cli
 from embtune.cli.server import check_bind, check_processes
+from embtune.config import MIN_API_TOKEN_LENGTH, Settings
+
+TOKEN = "s3cret-token-0123456789"
 
 
 @pytest.mark.parametrize(
@@ -26,13 +29,52 @@ def test_loopback_needs_no_token(host: str) -> None:
 def test_other_addresses_need_a_token_or_insecure(host: str) -> None:
     refusal = check_bind(host, token=None, insecure=False)
     assert refusal is not None and host in refusal and "EMBTUNE_API_TOKEN" in refusal
-    assert check_bind(host, token="s3cret", insecure=False) is None
+    assert check_bind(host, token=TOKEN, insecure=False) is None
     assert check_bind(host, token=None, insecure=True) is None
 
 
 def test_an_empty_token_is_no_token() -> None:
     # the app installs no auth for an empty token, so it must not unlock the bind either
     assert check_bind("0.0.0.0", token="", insecure=False) is not None
+
+
+@pytest.mark.parametrize(
+    "token", ["", " ", "x", "a" * (MIN_API_TOKEN_LENGTH - 1), " " * 20,
+              "good-token-with a-space", "tab\there-0123456789", "trailing-newline-0123\n"],
+)
+def test_a_weak_or_blank_token_is_refused_at_start_up_without_echoing_it(token: str) -> None:
+    with pytest.raises(ValueError, match="EMBTUNE_API_TOKEN must be at least 16 characters"):
+        Settings(api_token=token)
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "1"], env={"EMBTUNE_API_TOKEN": token}
+    )
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid settings: EMBTUNE_API_TOKEN")
+    if token.strip():
+        assert token.strip() not in result.output
+
+
+def test_a_long_token_without_whitespace_is_accepted() -> None:
+    settings = Settings(api_token="a" * MIN_API_TOKEN_LENGTH)
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "a" * MIN_API_TOKEN_LENGTH
+
+
+def test_the_start_up_line_masks_the_database_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    result = CliRunner().invoke(
+        cli, ["serve", "--processes", "2"],
+        env={"EMBTUNE_DATA_DIR": str(tmp_path), "EMBTUNE_BROKER_URL": "redis://127.0.0.1:1/0",
+             "EMBTUNE_DATABASE_URL": "postgresql+psycopg://embtune:hunter2-pw@db.local/e"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "hunter2-pw" not in result.output
+    assert "postgresql+psycopg://embtune:***@db.local/e" in result.output
 
 
 def test_serve_on_all_interfaces_without_a_token_exits_2_with_one_line() -> None:
@@ -47,7 +89,7 @@ def test_serve_on_all_interfaces_without_a_token_exits_2_with_one_line() -> None
 
 @pytest.mark.parametrize(
     "args,env",
-    [(["--insecure"], {"EMBTUNE_API_TOKEN": None}), ([], {"EMBTUNE_API_TOKEN": "s3cret"})],
+    [(["--insecure"], {"EMBTUNE_API_TOKEN": None}), ([], {"EMBTUNE_API_TOKEN": TOKEN})],
 )
 def test_serve_proceeds_with_a_token_or_insecure(
     args: list[str], env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
