@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from embtune.domain.retry import RetryDecision, RetryPolicy
-from embtune.domain.tasks import Transition
+from embtune.domain.tasks import Progress, Transition
 from embtune.services.tasks import TaskService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
@@ -23,6 +23,7 @@ from embtune.storage.tasks_repo import TaskRepository
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 500
+REQUEUE_MESSAGE = "worker stopped heart-beating; re-queued"
 
 
 @dataclass
@@ -90,12 +91,14 @@ class Recovery:
                 Transition.requeue,
                 broker_id=old_broker_id,
                 extra_where=[TaskRow.heartbeat_at < cutoff],
-                message="worker stopped heart-beating; re-queued",
+                message=REQUEUE_MESSAGE,
                 values={
                     "broker_id": broker_id,
                     "dispatched_at": None,
                     "heartbeat_at": None,
                     "worker_id": None,
+                    # the dead run's figures would read as live until the next claim
+                    "progress": Progress(message=REQUEUE_MESSAGE).to_dict(),
                 },
             )
         if task is None:

@@ -318,7 +318,9 @@ class TaskRunner:
             log.exception("could not record a note for task %s", task_id)
 
     def _hand_back(self, live: _LiveRun, message: str) -> None:
-        """Give the task back to the queue under a new message id (graceful shutdown)."""
+        """Give the task back to the queue under a new message id (graceful shutdown). The
+        dead run's progress goes with it: until a worker claims it again, the task says it
+        was re-queued, not where the old run was."""
         new_broker_id = new_id()
         try:
             with self.db.transaction() as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from dramatiq.middleware import Shutdown
 from pydantic import BaseModel, ConfigDict, Field
 
 from embtune.errors import TaskRefused
@@ -23,6 +24,8 @@ class SleepyParams(BaseModel):
     fail: bool = False
     refuse: bool = False
     ignore_cancel: bool = False
+    # raise dramatiq's Shutdown at the last step, as a stopping worker does in its threads
+    shutdown: bool = False
 
 
 class SleepyPlugin(FineTuningPlugin):
@@ -44,6 +47,8 @@ class SleepyPlugin(FineTuningPlugin):
                 ctx.progress(step, params.steps, "sleeping", loss=1.0 / step)
             if params.fail and step == params.steps:
                 raise RuntimeError("failed on purpose")
+            if params.shutdown and step == params.steps:
+                raise Shutdown("worker shutting down")
         ctx.report(step=params.steps, total_steps=params.steps, message="writing weights")
         (ctx.output_dir / "weights.txt").write_text(f"tuned from {ctx.model.id}\n")
         return RunResult(metrics={"steps": params.steps}, model_dir=ctx.output_dir)
