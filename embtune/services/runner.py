@@ -330,7 +330,12 @@ class TaskRunner:
                     Transition.requeue,
                     broker_id=live.broker_id,
                     message=message,
-                    values={"broker_id": new_broker_id, "dispatched_at": None, "worker_id": None},
+                    values={
+                        "broker_id": new_broker_id,
+                        "dispatched_at": None,
+                        "worker_id": None,
+                        "progress": Progress(message=message).to_dict(),
+                    },
                 )
             if task is not None and self.requeue is not None:
                 self.requeue(live.task_id, new_broker_id)
