@@ -85,6 +85,26 @@ class ArtifactStore:
     def discard(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
+    def staging_runs(self, modified_before: float) -> list[tuple[str, str, Path]]:
+        """(task id, run id, directory) of every staging directory left unmodified since
+        `modified_before` (a `time.time()` value): the candidates for a sweep of runs that
+        died without cleaning up. Anything not named `<32 hex>-<32 hex>` is not ours."""
+        found = []
+        try:
+            entries = list((self.root / ".staging").iterdir())
+        except OSError:  # no staging area yet
+            return []
+        for path in entries:
+            task_id, dash, run_id = path.name.partition("-")
+            if not (dash and _is_id(task_id) and _is_id(run_id)):
+                continue
+            try:
+                if path.is_dir() and path.stat().st_mtime < modified_before:
+                    found.append((task_id, run_id, path))
+            except OSError:  # removed meanwhile (published or discarded by its run)
+                continue
+        return found
+
     def owns(self, source: str) -> bool:
         """Whether `source` names a model in a remote store (never, for local sources)."""
         del source
@@ -170,6 +190,11 @@ class RemoteArtifactStore(ArtifactStore):
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return str(local)
+
+
+def _is_id(text: str) -> bool:
+    """An id as `embtune.storage.ids.new_id` makes them: 32 lowercase hex characters."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def make_artifact_store(url: str | None, models_dir: Path, cache_dir: Path) -> ArtifactStore:

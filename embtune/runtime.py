@@ -96,6 +96,7 @@ class Runtime:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             undelivered_after_s=settings.undelivered_after_s,
             redeliver_after_s=settings.redeliver_after_s,
+            artifacts=artifacts,
         )
         return cls(
             settings=settings,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from embtune.artifacts import ArtifactStore
 from embtune.domain.retry import RetryDecision, RetryPolicy
-from embtune.domain.tasks import Progress, Transition
+from embtune.domain.tasks import Progress, TaskStatus, Transition
 from embtune.services.tasks import TaskService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 500
 REQUEUE_MESSAGE = "worker stopped heart-beating; re-queued"
+# A staging directory is swept only once neither it nor its task has changed for this long, so
+# a run that is just starting, or stopping after a cancel, is never raced.
+STAGING_GRACE_S = 300.0
 
 
 @dataclass
@@ -31,6 +36,7 @@ class RecoveryReport:
     resent: int = 0
     requeued: int = 0
     failed: int = 0
+    staging_swept: int = 0
 
 
 class Recovery:
@@ -43,8 +49,12 @@ class Recovery:
         heartbeat_timeout_s: float,
         undelivered_after_s: float,
         redeliver_after_s: float,
+        artifacts: ArtifactStore | None = None,
+        staging_grace_s: float = STAGING_GRACE_S,
     ) -> None:
         self.db = db
+        self.artifacts = artifacts
+        self.staging_grace_s = staging_grace_s
         self.tasks = tasks
         self.policy = policy
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -78,9 +88,38 @@ class Recovery:
                 report.requeued += self._requeue(task.id, task.broker_id, cutoff)
             else:
                 report.failed += self._give_up(task.id, task.broker_id, task.attempts, cutoff)
-        if report.resent or report.requeued or report.failed:
+        try:
+            report.staging_swept = self._sweep_staging()
+        except Exception:  # a disk problem must not stop the task recovery above
+            log.warning("recovery: could not sweep the staging area", exc_info=True)
+        if report.resent or report.requeued or report.failed or report.staging_swept:
             log.info("recovery: %s", report)
         return report
+
+    def _sweep_staging(self) -> int:
+        """Remove the staging directories of runs that are over: a killed worker or server
+        never cleaned up after its run. A directory `<task>-<run>` is left alone while the
+        task is processing under that run's message id, and until both the directory and the
+        task have been unchanged for `staging_grace_s`."""
+        if self.artifacts is None:
+            return 0
+        candidates = self.artifacts.staging_runs(time.time() - self.staging_grace_s)
+        if not candidates:
+            return 0
+        settled = utcnow() - timedelta(seconds=self.staging_grace_s)
+        swept = 0
+        for task_id, run_id, path in candidates:
+            with self.db.read() as session:
+                task = self.repo.get(session, task_id)
+            if task is not None and (
+                (task.status is TaskStatus.processing and task.broker_id == run_id)
+                or task.updated_at > settled
+            ):
+                continue
+            log.info("recovery: removing %s, left behind by a run that is over", path)
+            self.artifacts.discard(path)
+            swept += 1
+        return swept
 
     def _requeue(self, task_id: str, old_broker_id: str | None, cutoff: object) -> int:
         broker_id = new_id()
