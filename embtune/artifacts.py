@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from embtune.errors import ArtifactStoreError
@@ -31,11 +32,102 @@ def builtin_path(alias: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def resolve_source(source: str, roots: list[Path] | None = None) -> Path:
+# A directory is a model when one of these is at its top: what sentence-transformers
+# (`modules.json`, `config_sentence_transformers.json`) or transformers (`config.json`) load.
+MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
+# Names of SQLite databases and their companions: never archived, whatever directory they are in.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", "-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class ServiceAreas:
+    """The paths embtune itself writes: the data dir, the SQLite database, the model store with
+    its staging area, and the caches.
+
+    A model source may neither be one of them nor contain one (the data dir, `models/`, a
+    directory holding the database), nor lie inside staging or a cache. Archiving such a
+    directory would read the live database, and in SQLite's POSIX locking a process that
+    opens and closes the database file drops every lock it holds on it: the running server's
+    writes would then corrupt or vanish. Published iterations (`models/<id>`) are fine.
+    """
+
+    data_dir: Path
+    models_dir: Path
+    database_file: Path | None = None
+
+    @classmethod
+    def of(cls, data_dir: Path, models_dir: Path, database_url: str) -> ServiceAreas:
+        return cls(data_dir.resolve(), models_dir.resolve(), sqlite_file(database_url))
+
+    @property
+    def staging(self) -> Path:
+        return self.models_dir / ".staging"
+
+    @property
+    def cache(self) -> Path:
+        return self.data_dir / "cache"
+
+    def refusal(self, resolved: Path) -> str | None:
+        """Why this (resolved) directory must not be a model source, or None."""
+        owned = [
+            (self.data_dir, "the data directory"),
+            (self.models_dir, "the model store"),
+            (self.staging, "the staging area of running tasks"),
+            (self.cache, "the cache"),
+        ]
+        if self.database_file is not None:
+            owned.append((self.database_file, "the database"))
+        for area, what in owned:
+            if area.is_relative_to(resolved):
+                return f"{resolved} is or contains {what} ({area}), which embtune writes"
+        for area, what in ((self.staging, "the staging area"), (self.cache, "the cache")):
+            if resolved.is_relative_to(area):
+                return f"{resolved} is inside {what} ({area}), which embtune writes"
+        return None
+
+    def published(self, resolved: Path) -> bool:
+        """A tuned iteration embtune published itself: `models/<id>`, whatever its plugin
+        wrote into it."""
+        return resolved.parent == self.models_dir and not resolved.name.startswith(".")
+
+    def excluded(self, path: Path, root: Path) -> bool:
+        """Whether an archive of `root` must leave `path` out: a SQLite database or companion
+        by name, or a file in staging or a cache that `root` itself is not in. Decided by
+        path alone: the file is never opened."""
+        if path.name.endswith(SQLITE_SUFFIXES):
+            return True
+        database = self.database_file
+        if database is not None and path.parent == database.parent and (
+            path.name.startswith(database.name)
+        ):
+            return True
+        return any(
+            path.is_relative_to(area) and not root.is_relative_to(area)
+            for area in (self.staging, self.cache)
+        )
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite database URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:"):  # a SQLite URI filename
+        return Path(url.database.removeprefix("file:").split("?")[0]).resolve()
+    return Path(url.database).resolve()
+
+
+def resolve_source(
+    source: str, roots: list[Path] | None = None, areas: ServiceAreas | None = None
+) -> Path:
     """The directory holding a model's weights; ValueError says why when there is none.
 
     With `roots`, a directory must lie inside one of them after resolving `..` and symlinks,
-    so a registered source cannot point the server at arbitrary files."""
+    so a registered source cannot point the server at arbitrary files. With `areas`, it must
+    also keep clear of what embtune writes (`ServiceAreas`) and be a model directory: one of
+    `MODEL_MARKERS` at its top, or an iteration embtune published."""
     if source.startswith(BUILTIN_PREFIX):
         alias = source.removeprefix(BUILTIN_PREFIX)
         path = builtin_path(alias)
@@ -52,6 +144,16 @@ def resolve_source(source: str, roots: list[Path] | None = None) -> Path:
     if roots is not None and not any(resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
         raise ValueError(f"{source!r} is outside the allowed model roots ({allowed})")
+    if areas is not None:
+        refusal = areas.refusal(resolved)
+        if refusal is not None:
+            raise ValueError(f"{source!r} cannot be a model: {refusal}")
+        if not areas.published(resolved) and not any(
+            (resolved / marker).is_file() for marker in MODEL_MARKERS
+        ):
+            raise ValueError(
+                f"{source!r} is not a model directory (none of {', '.join(MODEL_MARKERS)})"
+            )
     return resolved
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import dramatiq
 
 from embtune import allocator
-from embtune.artifacts import ArtifactStore, make_artifact_store
+from embtune.artifacts import ArtifactStore, ServiceAreas, make_artifact_store
 from embtune.config import Settings
 from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
@@ -78,7 +78,10 @@ class Runtime:
             settings.artifact_url, settings.models_dir, settings.artifact_cache_dir
         )
         clickstream = ClickstreamService(db, settings)
-        models = ModelService(db, plugins, settings.allowed_model_roots, artifacts)
+        areas = ServiceAreas.of(
+            settings.data_dir, settings.models_dir, settings.resolved_database_url
+        )
+        models = ModelService(db, plugins, settings.allowed_model_roots, artifacts, areas)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embtune.artifacts import ArtifactStore, resolve_source
+from embtune.artifacts import ArtifactStore, ServiceAreas, resolve_source
 from embtune.domain.models import EmbeddingModel
 from embtune.errors import BadRequest, NotFound
 from embtune.plugins.registry import PluginRegistry
@@ -21,11 +21,13 @@ class ModelService:
         plugins: PluginRegistry,
         roots: list[Path] | None = None,
         artifacts: ArtifactStore | None = None,
+        areas: ServiceAreas | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
         self.roots = roots
         self.artifacts = artifacts
+        self.areas = areas  # what embtune writes: never a model source (see ServiceAreas)
         self.repo = ModelRepository()
 
     def register(self, *, name: str, plugin_name: str, source: str) -> EmbeddingModel:
@@ -37,7 +39,7 @@ class ModelService:
                 self.artifacts.localize(source)  # complete in the store (and now cached)
                 stored = source
             else:
-                resolved = resolve_source(source, self.roots)
+                resolved = resolve_source(source, self.roots, self.areas)
                 stored = source if source.startswith("builtin:") else str(resolved)
         except ValueError as exc:
             raise BadRequest(f"source: {exc}") from None
@@ -95,8 +97,11 @@ class ModelService:
 
     def weights_dir(self, model: EmbeddingModel) -> Path:
         """The local directory of a model's weights (fetched from a remote artifact store the
-        first time); ValueError says why there is none."""
-        source = model.source
-        if self.artifacts is not None:
-            source = self.artifacts.localize(source)
-        return resolve_source(source)
+        first time); ValueError says why there is none.
+
+        A local source is checked again as at registration (except for the roots, which may
+        have changed since): a row registered before that check existed may point at the data
+        dir, and serving it would read the live database."""
+        if self.artifacts is not None and self.artifacts.owns(model.source):
+            return Path(self.artifacts.localize(model.source))
+        return resolve_source(model.source, areas=self.areas)

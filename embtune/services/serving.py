@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from embtune.artifacts import SQLITE_SUFFIXES
 from embtune.errors import BadRequest
 from embtune.services.models import ModelService
 
@@ -33,13 +34,30 @@ class ModelServing:
             raise BadRequest(f"weights of model {model_id} are not available: {exc}") from None
 
     def archive(self, model_id: str) -> Path:
-        """A tar.gz of the model directory in a temporary file (the caller deletes it)."""
+        """A tar.gz of the model directory in a temporary file (the caller deletes it).
+
+        Besides the source check (`ModelService.weights_dir`), every member is filtered by path
+        before it is opened: a SQLite database or its -wal/-shm, or anything in staging or a
+        cache, never goes in (opening the live database would break its locks)."""
         source = self.weights_dir(model_id)
+        areas = self.models.areas
         fd, name = tempfile.mkstemp(prefix=f"embtune-{model_id}-", suffix=".tar.gz")
         os.close(fd)
         path = Path(name)
-        with tarfile.open(path, "w:gz", compresslevel=1) as tar:
-            tar.add(source, arcname=model_id)
+
+        def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+            relative = Path(member.name).relative_to(model_id)
+            real = source / relative
+            if areas is not None:
+                return None if areas.excluded(real, source) else member
+            return None if real.name.endswith(SQLITE_SUFFIXES) else member
+
+        try:
+            with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+                tar.add(source, arcname=model_id, filter=keep)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path
 
     def embed(self, model_id: str, texts: list[str]) -> list[list[float]]:
@@ -53,11 +71,11 @@ class ModelServing:
             if model_id in self._cache:
                 self._cache.move_to_end(model_id)
                 return self._cache[model_id]
+        weights = self.weights_dir(model_id)  # checked before torch is even imported
         from embtune.training.models import load_model
 
-        model = self.models.get(model_id)
         try:
-            loaded = load_model(str(self.models.weights_dir(model)), max_seq_length=256)
+            loaded = load_model(str(weights), max_seq_length=256)
         except ValueError as exc:
             raise BadRequest(f"model {model_id} cannot be loaded: {exc}") from None
         with self._lock:

@@ -95,7 +95,8 @@ def _sometimes_seeded(
 # `positive_data_acceptance` check is waived for those answers only (their bodies are still
 # checked against the spec).
 BUSINESS_RULES = {
-    "POST /api/v1/embedding-models": "the plugin is installed; the source exists, in the roots",
+    "POST /api/v1/embedding-models": "the plugin is installed; the source is a model directory "
+                                    "in the roots, clear of what embtune writes",
     "POST /api/v1/fine-tuning/task": "the model's plugin can fine-tune and accepts the params",
     "POST /api/v1/fine-tuning/task/preflight": "as for POST /task",
     "POST /api/v1/items": "object ids are unique within one request",

@@ -52,6 +52,7 @@ def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
 def test_model_source_cannot_escape_the_allowed_roots(client_factory, tmp_path: Path) -> None:
     inside = tmp_path / "data" / "imports" / "my-model"
     inside.mkdir(parents=True)
+    (inside / "modules.json").write_text("[]")  # a model directory (test_model_sources.py)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     client = client_factory()

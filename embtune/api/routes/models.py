@@ -32,8 +32,9 @@ UNKNOWN_MODEL = {404: "Unknown embedding model"}
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(
         400, 413, 422,
-        described={400: "Plugin not installed, or source unknown or outside the model "
-                   f"roots; or: {UNDECODABLE}"},
+        described={400: "Plugin not installed; or source unknown, outside the model roots, "
+                   "not a model directory, or one of embtune's own directories (the data dir, "
+                   f"the database's, models/, staging, caches); or: {UNDECODABLE}"},
     ),
 )
 async def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
@@ -80,7 +81,8 @@ async def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic
         200: {"content": {"application/gzip": {}}},
         **error_responses(
             400, 404, 422,
-            described={**UNKNOWN_MODEL, 400: "The model's weights are not available"},
+            described={**UNKNOWN_MODEL, 400: "The model's weights are not available, or its "
+                       "source is not a model directory or is one of embtune's own"},
         ),
     },
 )
