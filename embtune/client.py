@@ -17,6 +17,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from embtune.api.clickstream_schemas import BatchPublic
 from embtune.api.schemas import (
     ModelPublic,
     PluginPublic,
@@ -300,4 +301,12 @@ class Client:
         return self._json("POST", "/api/v1/clickstream/batch/release")
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """One batch with its counts (`late_events` too) and `task_ids`, the tasks naming it."""
         return self._json("GET", f"/api/v1/clickstream/batch/{batch_id}")
+
+    def list_batches(self, offset: int = 0, limit: int = 20) -> Page[BatchPublic]:
+        """Batches newest first, each with `task_ids`: a released batch with none is waiting
+        for a task (or was orphaned), never hidden."""
+        return self._page(
+            "/api/v1/clickstream/batch", BatchPublic, {"offset": offset, "limit": limit}
+        )

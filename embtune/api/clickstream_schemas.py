@@ -198,6 +198,15 @@ class BatchPublic(BaseModel):
     sessions_count: int
     clicks_count: int
     irrelevant_count: int
+    late_events: int = Field(
+        0, description="Events received after the release; they joined their session and "
+        "count for any run that reads the batch afterwards."
+    )
+    task_ids: list[str] = Field(
+        default_factory=list,
+        description="Tasks that name this batch, oldest first. A released batch with none "
+        "was released by `POST /batch/release` and awaits a task.",
+    )
 
     @classmethod
     def of(cls, batch: Batch) -> BatchPublic:
@@ -209,4 +218,6 @@ class BatchPublic(BaseModel):
             sessions_count=batch.sessions_count,
             clicks_count=batch.clicks_count,
             irrelevant_count=batch.irrelevant_count,
+            late_events=batch.late_events,
+            task_ids=list(batch.task_ids),
         )

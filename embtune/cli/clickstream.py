@@ -20,6 +20,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from embtune.api.clickstream_schemas import BatchPublic
 from embtune.cli.common import (
@@ -30,6 +31,7 @@ from embtune.cli.common import (
     fail,
     fields_table,
     out_console,
+    page_caption,
     print_json,
     usage_error,
     when,
@@ -150,6 +152,8 @@ def batch_fields(batch: BatchPublic) -> dict[str, Any]:
         "sessions": str(batch.sessions_count),
         "clicks": str(batch.clicks_count),
         "irrelevant": str(batch.irrelevant_count),
+        "late events": str(batch.late_events),
+        "tasks": ", ".join(batch.task_ids) or "—",
         "created": when(batch.created_at),
         "released": when(batch.released_at),
     }
@@ -179,6 +183,33 @@ def show_batch(
         print_json(batch)
     else:
         out_console().print(fields_table(batch_fields(batch)))
+
+
+@app.command("batches")
+def list_batches(
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Batches, newest first, with the tasks that name each one: a released batch without a
+    task is waiting for one (`task create --batch ID`)."""
+    with connect(url) as api:
+        page = api.list_batches(offset=offset, limit=limit)
+    if as_json:
+        print_json(page.items)
+        return
+    table = Table(title="batches", caption=page_caption(offset, len(page.items), page.total))
+    for column in ("id", "status", "sessions", "clicks", "irrelevant", "late", "released"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("tasks", overflow="fold")
+    for batch in page.items:
+        table.add_row(
+            batch.id, batch.status.value, str(batch.sessions_count), str(batch.clicks_count),
+            str(batch.irrelevant_count), str(batch.late_events), when(batch.released_at),
+            ", ".join(batch.task_ids) or "—",
+        )
+    out_console().print(table)
 
 
 def local_model_source(api: Client, source: str, model_id: str, stack: ExitStack) -> str:

@@ -14,7 +14,10 @@ from typing import Any
 
 
 class BatchStatus(StrEnum):
-    """`open` collects new sessions (exactly one at a time); `released` is frozen for training."""
+    """`open` collects new sessions (exactly one at a time); `released` takes no new sessions.
+
+    Events and irrelevant marks for a released batch's sessions are still accepted ("with
+    the session"): a run reads its batch when it starts, so a later run sees them."""
 
     open = "open"
     released = "released"
@@ -68,6 +71,8 @@ class Batch:
     sessions_count: int
     clicks_count: int
     irrelevant_count: int
+    late_events: int = 0  # events received after the release; they joined their session
+    task_ids: tuple[str, ...] = ()  # tasks that name this batch, oldest first
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session as DbSession
+
 from embtune.clickstream.sessions import Session
 from embtune.config import Settings
 from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord, UpsertCounts
 from embtune.domain.fingerprint import request_fingerprint
-from embtune.errors import Conflict, InvalidParams, NotFound, TaskRefused
-from embtune.storage.clickstream_repo import ClickstreamRepository
+from embtune.domain.tasks import TaskStatus
+from embtune.errors import Conflict, InvalidParams, NotFound, TaskRefused, TaskStopped
+from embtune.storage.clickstream_repo import CLICK, ClickstreamRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.items_repo import ItemRepository
+from embtune.storage.tasks_repo import TaskRepository
 
 
 def _field_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
@@ -73,6 +77,7 @@ class ClickstreamService:
         self.settings = settings
         self.items = ItemRepository()
         self.clickstream = ClickstreamRepository()
+        self.tasks = TaskRepository()
 
     # -- catalogue ------------------------------------------------------------------------------
     def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> UpsertCounts:
@@ -201,8 +206,12 @@ class ClickstreamService:
         self, session_id: str, events: Sequence[Mapping[str, Any]]
     ) -> tuple[int, int]:
         """Record events; returns (received, new). An event id seen before is skipped, so a
-        client may repeat a push after a timeout. Late events for a released batch are
-        refused (409) unless they are all repeats: a released batch is frozen for training."""
+        client may repeat a push after a timeout; an id reused for another event is a 409.
+
+        Late events — the session's batch was released before they arrived — are normal in a
+        clickstream and are kept "with the session": stored like any other, flagged `late` (the
+        batch counts them), and trained on by any run that reads the batch afterwards. A new
+        click on a session marked irrelevant is a 409: the two contradict each other."""
         if len(events) > self.settings.max_events_per_push:
             _raise_invalid(
                 [_too_many(["events"], self.settings.max_events_per_push, len(events))]
@@ -223,7 +232,7 @@ class ClickstreamService:
 
         now = utcnow()
         with self.db.transaction() as session:
-            row = self.clickstream.session_row(session, session_id)
+            row = self.clickstream.lock_session(session, session_id)
             if row is None:
                 raise NotFound(f"session {session_id!r} not found")
             status = self.clickstream.lock_batch(session, row.batch_id)
@@ -257,31 +266,36 @@ class ClickstreamService:
                     "event_type": event.get("event_type") or "click",
                     "created_at": event.get("created_at") or now,
                     "received_at": now,
+                    "late": status is BatchStatus.released,
                 }
                 for event_id, event in unique.items()
                 if event_id not in known
             ]
-            if fresh and status is BatchStatus.released:
+            if row.irrelevant and any(e["event_type"] == CLICK for e in fresh):
                 raise Conflict(
-                    f"session {session_id!r} belongs to released batch {row.batch_id}; "
-                    "its events can no longer change"
+                    f"session {session_id!r} is marked irrelevant (nothing among its results "
+                    "was relevant), so it cannot take a click"
                 )
             added = self.clickstream.insert_events(session, fresh)
         return len(events), added
 
     def mark_irrelevant(self, session_id: str) -> SessionRecord:
-        """Flag a session whose results held nothing relevant; repeating it changes nothing."""
+        """Flag a session whose results held nothing relevant; repeating it changes nothing.
+
+        A session with a click is a 409: a click says one of its results was relevant. A
+        released batch's session may still be marked, like a late event ("with the session"):
+        runs that read the batch afterwards see the mark."""
         with self.db.transaction() as session:
-            row = self.clickstream.session_row(session, session_id)
+            row = self.clickstream.lock_session(session, session_id)
             if row is None:
                 raise NotFound(f"session {session_id!r} not found")
             if not row.irrelevant:
-                status = self.clickstream.lock_batch(session, row.batch_id)
-                if status is BatchStatus.released:
+                if self.clickstream.has_clicks(session, session_id):
                     raise Conflict(
-                        f"session {session_id!r} belongs to released batch {row.batch_id}; "
-                        "it can no longer change"
+                        f"session {session_id!r} has click events, so it cannot be marked "
+                        "irrelevant (a click says one of its results was relevant)"
                     )
+                self.clickstream.lock_batch(session, row.batch_id)
                 self.clickstream.set_irrelevant(session, session_id)
             record = self.clickstream.get_session(session, session_id)
         assert record is not None
@@ -308,21 +322,54 @@ class ClickstreamService:
         return released
 
     def _release(self) -> Batch | None:
+        with self.db.transaction() as session:
+            return self._release_in(session, utcnow())
+
+    def _release_in(self, session: DbSession, now: datetime) -> Batch | None:
         """Holds the open batch `FOR UPDATE`, so it waits for ingests writing into it and makes
         later ingests wait, then join the new batch (see `embtune.storage.clickstream_repo`).
         The batch is read back under that lock: the counts returned are the frozen ones."""
-        now = utcnow()
-        with self.db.transaction() as session:
+        batch_id = self.clickstream.open_batch_id(session, exclusive=True)
+        if batch_id is None:
+            # A concurrent release may have frozen the row we waited for; this second read
+            # is a new statement and sees the batch it opened.
             batch_id = self.clickstream.open_batch_id(session, exclusive=True)
-            if batch_id is None:
-                # A concurrent release may have frozen the row we waited for; this second read
-                # is a new statement and sees the batch it opened.
-                batch_id = self.clickstream.open_batch_id(session, exclusive=True)
-            if batch_id is None or self.clickstream.count_sessions(session, batch_id) == 0:
-                return None
-            self.clickstream.mark_released(session, batch_id, now)
-            self.clickstream.create_open_batch(session, now)
-            return self.clickstream.get_batch(session, batch_id)
+        if batch_id is None or self.clickstream.count_sessions(session, batch_id) == 0:
+            return None
+        self.clickstream.mark_released(session, batch_id, now)
+        self.clickstream.create_open_batch(session, now)
+        return self.clickstream.get_batch(session, batch_id)
+
+    def release_for_task(self, task_id: str, broker_id: str) -> str:
+        """Release the open batch for a run and record it on the run's task, atomically.
+
+        One transaction, guarded by the run still owning the task (processing under its
+        message id, the row locked first): a cancel either comes before it — nothing is
+        released, the sessions stay in the open batch for the next run — or after it, and
+        the task names its batch, so a restart retrains on the same sessions. A released
+        batch that no task names cannot come out of a run. Raises TaskStopped (the run no
+        longer owns the task) or TaskRefused (the open batch is empty)."""
+        with self.db.transaction() as session:
+            task = self.tasks.get(session, task_id, lock=True)
+            if (
+                task is None
+                or task.status is not TaskStatus.processing
+                or task.broker_id != broker_id
+            ):
+                raise TaskStopped("task left processing before its batch was released")
+            if task.batch_id is not None:  # recorded by an earlier call of this run
+                return task.batch_id
+            released = self._release_in(session, utcnow())
+            if released is None:
+                raise TaskRefused(
+                    "no clickstream to train on: the open batch has no sessions "
+                    "(POST /api/v1/clickstream/session first)"
+                )
+            self.tasks.update_live(session, task_id, broker_id, {"batch_id": released.id})
+            self.tasks.add_event(
+                session, task_id, "run", None, None, f"released batch {released.id}"
+            )
+            return released.id
 
     def batch(self, batch_id: str) -> Batch:
         with self.db.read() as session:
@@ -350,21 +397,18 @@ class ClickstreamService:
             return None
         return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
 
-    def data_for_run(self, batch_id: str | None) -> tuple[BatchTrainingData, bool]:
-        """The data a run trains on: its recorded batch, or the open batch released now.
+    def data_for_run(
+        self, task_id: str, broker_id: str, batch_id: str | None
+    ) -> BatchTrainingData:
+        """The data a run trains on: its task's recorded batch, or the open batch released
+        now and recorded on the task in the same transaction (`release_for_task`).
 
-        Returns (data, released_now). Raises TaskRefused when there is nothing to train on —
-        a deterministic outcome that must not be retried."""
+        Raises TaskRefused when there is nothing to train on — a deterministic outcome that
+        must not be retried — and TaskStopped when the run no longer owns its task."""
         if batch_id is None:
-            batch_id = self.release_open_batch()
-            if batch_id is None:
-                raise TaskRefused(
-                    "no clickstream to train on: the open batch has no sessions "
-                    "(POST /api/v1/clickstream/session first)"
-                )
-            return self.training_data(batch_id), True
+            batch_id = self.release_for_task(task_id, broker_id)
         try:
-            return self.training_data(batch_id), False
+            return self.training_data(batch_id)
         except NotFound as exc:
             raise TaskRefused(exc.detail) from None
 

@@ -226,20 +226,11 @@ class TaskRunner:
         self, task: Task, plugin: FineTuningPlugin, live: _LiveRun
     ) -> TrainingData | None:
         """A task without a batch trains on the open batch, released at its start and recorded
-        on the task, so a restart retrains on the very same sessions."""
+        on the task in one transaction guarded by this run still owning the task, so a restart
+        retrains on the very same sessions and a cancel never orphans a released batch."""
         if not plugin.uses_clickstream or self.clickstream is None:
             return None
-        data, released_now = self.clickstream.data_for_run(task.batch_id)
-        if released_now:
-            with self.db.transaction() as session:
-                if not self.tasks.update_live(
-                    session, task.id, live.broker_id, {"batch_id": data.batch_id}
-                ):
-                    raise TaskStopped("task left processing while its batch was released")
-                self.tasks.add_event(
-                    session, task.id, "run", None, None, f"released batch {data.batch_id}"
-                )
-        return data
+        return self.clickstream.data_for_run(task.id, live.broker_id, task.batch_id)
 
     def _local_source(self, model: EmbeddingModel) -> str:
         """Plugins open local directories: a model in a remote artifact store is fetched."""

@@ -5,7 +5,10 @@ whoever adds to a batch (a new session, events, an irrelevant mark) holds the ba
 `FOR SHARE` until it commits, and a release holds it `FOR UPDATE`. A release therefore waits for
 every ingest already writing into the batch, and an ingest arriving during a release waits for
 it, then sees the batch released and moves on to the new open one. No session lands in a frozen
-batch, none is counted in two.
+batch, none is counted in two. Events and irrelevant marks lock their session row
+`FOR UPDATE` first, then the batch `FOR SHARE` (the batch's status then stays true until commit,
+so an event is flagged `late` exactly when its batch was already released); a release takes no
+session lock, so the order cannot dead-lock.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from embtune.storage.tables import (
     ClickEventRow,
     SearchSessionRow,
     SessionResultRow,
+    TaskRow,
 )
 
 CLICK = "click"
@@ -129,10 +133,13 @@ class ClickstreamRepository:
         return self._with_counts(session, list(rows)), total
 
     def _with_counts(self, session: Session, rows: Sequence[BatchRow]) -> list[Batch]:
-        """Counts by two grouped queries for the whole page rather than three per batch."""
+        """Counts and task ids by four grouped queries for the whole page rather than four
+        per batch."""
         ids = [row.id for row in rows]
         sessions: dict[str, tuple[int, int]] = {}
         clicks: dict[str, int] = {}
+        late: dict[str, int] = {}
+        tasks: dict[str, list[str]] = {}
         if ids:
             for batch_id, total, irrelevant in session.execute(
                 select(
@@ -152,6 +159,20 @@ class ClickstreamRepository:
                     .group_by(SearchSessionRow.batch_id)
                 ).tuples().all()
             )
+            late = dict(
+                session.execute(
+                    select(SearchSessionRow.batch_id, func.count(ClickEventRow.id))
+                    .join(ClickEventRow, ClickEventRow.session_id == SearchSessionRow.session_id)
+                    .where(SearchSessionRow.batch_id.in_(ids), ClickEventRow.late)
+                    .group_by(SearchSessionRow.batch_id)
+                ).tuples().all()
+            )
+            for task_id, batch_id in session.execute(
+                select(TaskRow.id, TaskRow.batch_id)
+                .where(TaskRow.batch_id.is_not(None), TaskRow.batch_id.in_(ids))
+                .order_by(TaskRow.created_at, TaskRow.id)
+            ).tuples():
+                tasks.setdefault(batch_id, []).append(task_id)
         return [
             Batch(
                 id=row.id,
@@ -161,6 +182,8 @@ class ClickstreamRepository:
                 sessions_count=sessions.get(row.id, (0, 0))[0],
                 clicks_count=clicks.get(row.id, 0),
                 irrelevant_count=sessions.get(row.id, (0, 0))[1],
+                late_events=late.get(row.id, 0),
+                task_ids=tuple(tasks.get(row.id, ())),
             )
             for row in rows
         ]
@@ -187,6 +210,23 @@ class ClickstreamRepository:
 
     def session_row(self, session: Session, session_id: str) -> SearchSessionRow | None:
         return session.get(SearchSessionRow, session_id, populate_existing=True)
+
+    def lock_session(self, session: Session, session_id: str) -> SearchSessionRow | None:
+        """The session row `FOR UPDATE`: an irrelevant mark and a click push on one session
+        serialize, so neither can slip past the other's check."""
+        return session.get(
+            SearchSessionRow, session_id, populate_existing=True, with_for_update=True
+        )
+
+    def has_clicks(self, session: Session, session_id: str) -> bool:
+        return (
+            session.scalar(
+                select(ClickEventRow.id)
+                .where(ClickEventRow.session_id == session_id, ClickEventRow.event_type == CLICK)
+                .limit(1)
+            )
+            is not None
+        )
 
     def set_irrelevant(self, session: Session, session_id: str) -> None:
         session.execute(

@@ -77,6 +77,13 @@ class TaskRow(Base):
         Index("ix_tasks_model_created", "embedding_model_id", "created_at", "id"),
         # recovery scans only live tasks
         Index("ix_tasks_status_heartbeat", "status", "heartbeat_at"),
+        # the tasks that name a batch (batch listing); most tasks name none when created
+        Index(
+            "ix_tasks_batch",
+            "batch_id",
+            sqlite_where=text("batch_id IS NOT NULL"),
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
     )
 
 
@@ -201,6 +208,8 @@ class ClickEventRow(Base):
     event_type: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    # received after its session's batch was released (it joins the session all the same)
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         ForeignKeyConstraint(

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embtune.clickstream.sessions import Session
-from embtune.errors import NotFound
+from embtune.errors import Conflict, NotFound
 from embtune.services.clickstream import ClickstreamService
 
 ITEMS = "/api/v1/items"
@@ -200,17 +200,18 @@ def test_release_freezes_the_batch_and_opens_a_new_one(api: TestClient) -> None:
     post_session(api, "s1", ["a", "b"])
     post_session(api, "s2", ["a", "b"])
     click(api, "s1", ("e1", "a"), ("e2", "b"))
-    click(api, "s2", ("e3", "b"))
+    click(api, "s1", ("e3", "b"))
     api.post(IRRELEVANT, json={"session_id": "s2"})
     event = api.post(EVENTS, json={"session_id": "s2", "events": [
         {"event_id": "v1", "object_id": "a", "event_type": "view"}]})
-    assert event.status_code == 200
+    assert event.status_code == 200  # a view contradicts nothing
 
     released = api.post(RELEASE)
     assert released.status_code == 200, released.text
     batch = released.json()
     assert batch["status"] == "released" and batch["released_at"]
     assert (batch["sessions_count"], batch["clicks_count"], batch["irrelevant_count"]) == (2, 3, 1)
+    assert (batch["late_events"], batch["task_ids"]) == (0, [])
     assert api.get(f"{BATCH}/{batch['id']}").json() == batch
     assert api.post(RELEASE).status_code == 409  # the new open batch is empty
 
@@ -221,10 +222,8 @@ def test_release_freezes_the_batch_and_opens_a_new_one(api: TestClient) -> None:
     assert [b["id"] for b in listed.json()] == [late["batch_id"], batch["id"]]  # newest first
     assert api.get(f"{BATCH}/nope").status_code == 404
 
-    # a released batch is frozen; repeats stay harmless
-    assert click(api, "s1", ("e9", "a")).status_code == 409
+    # a released batch takes no new session, and its repeats stay harmless
     assert click(api, "s1", ("e1", "a")).json()["new"] == 0
-    assert api.post(IRRELEVANT, json={"session_id": "s1"}).status_code == 409
     assert api.get(f"{BATCH}/{batch['id']}").json() == batch
 
 
@@ -310,3 +309,104 @@ def test_concurrent_releases_and_ingests_never_lose_or_share_a_session(api: Test
     batches = api.get(BATCH, params={"limit": 1000}).json()
     open_batches = [b for b in batches if b["status"] == "open"]
     assert len(open_batches) == 1 and open_batches[0]["sessions_count"] == 0
+
+
+# -- late events and irrelevant marks ---------------------------------------------------------
+def test_late_events_join_their_session_and_are_counted(api: TestClient) -> None:
+    post_session(api, "s1", ["a", "b"])
+    post_session(api, "s2", ["a", "b"])
+    assert click(api, "s1", ("e1", "a")).status_code == 200
+    clickstream = service(api)
+    batch_id = clickstream.release_open_batch()
+    assert batch_id is not None
+    data = clickstream.training_data(batch_id)
+    assert [s.clicks for s in data.sessions()] == [("a",), ()]  # what a first run reads
+
+    late = click(api, "s2", ("late-1", "b"), ("late-2", "a"))
+    assert late.status_code == 200, late.text
+    assert late.json() == {"session_id": "s2", "received": 2, "new": 2}
+    assert click(api, "s2", ("late-1", "b")).json()["new"] == 0  # a repeat stays harmless
+    assert click(api, "s2", ("late-1", "a")).status_code == 409  # a reused id stays a conflict
+    stored = api.get(f"{SESSION}/s2").json()
+    assert stored["batch_id"] == batch_id  # with the session, not in the next batch
+    assert [e["event_id"] for e in stored["events"]] == ["late-1", "late-2"]
+
+    batch = api.get(f"{BATCH}/{batch_id}").json()
+    assert (batch["status"], batch["clicks_count"], batch["late_events"]) == ("released", 3, 2)
+    assert api.get(BATCH).json()[1]["late_events"] == 2  # the listing counts them too
+    # a run that reads the batch now trains on the late clicks
+    assert [s.clicks for s in data.sessions()] == [("a",), ("b", "a")]
+    assert api.post(RELEASE).status_code == 409  # nothing went into the open batch
+
+
+def test_irrelevant_contradicts_a_click_both_ways(api: TestClient) -> None:
+    post_session(api, "clicked", ["a", "b"])
+    post_session(api, "empty", ["a", "b"])
+    click(api, "clicked", ("e1", "a"))
+    refused = api.post(IRRELEVANT, json={"session_id": "clicked"})
+    assert refused.status_code == 409
+    assert "clicked" in refused.json()["detail"] and "click" in refused.json()["detail"]
+    assert api.get(f"{SESSION}/clicked").json()["irrelevant"] is False
+
+    assert api.post(IRRELEVANT, json={"session_id": "empty"}).json()["irrelevant"] is True
+    assert api.post(IRRELEVANT, json={"session_id": "empty"}).status_code == 200  # idempotent
+    refused = click(api, "empty", ("e2", "a"), ("e3", "b"))
+    assert refused.status_code == 409
+    assert "irrelevant" in refused.json()["detail"] and "empty" in refused.json()["detail"]
+    view = api.post(EVENTS, json={"session_id": "empty", "events": [
+        {"event_id": "v1", "object_id": "a", "event_type": "view"}]})
+    assert view.status_code == 200  # only a click contradicts the mark
+    assert [e["event_id"] for e in api.get(f"{SESSION}/empty").json()["events"]] == ["v1"]
+    batch = api.get(BATCH).json()[0]
+    assert (batch["clicks_count"], batch["irrelevant_count"]) == (1, 1)
+
+
+def test_a_released_batch_session_can_still_be_marked_irrelevant(api: TestClient) -> None:
+    post_session(api, "s1", ["a"])
+    post_session(api, "s2", ["a"])
+    click(api, "s1", ("e1", "a"))
+    released = api.post(RELEASE).json()
+    assert api.post(IRRELEVANT, json={"session_id": "s2"}).json()["irrelevant"] is True
+    assert api.post(IRRELEVANT, json={"session_id": "s1"}).status_code == 409  # has a click
+    batch = api.get(f"{BATCH}/{released['id']}").json()
+    assert (batch["irrelevant_count"], batch["clicks_count"]) == (1, 1)
+    sessions = service(api).training_data(released["id"]).sessions()
+    assert [(s.session_id, s.irrelevant) for s in sessions] == [("s1", False), ("s2", True)]
+
+
+def test_a_click_and_an_irrelevant_mark_racing_never_both_win(api: TestClient) -> None:
+    """The session row lock serializes the two checks: whichever commits first wins, the other
+    is a 409 — never a session both clicked and irrelevant."""
+    clickstream = service(api)
+    rounds = 8
+    for n in range(rounds):
+        post_session(api, f"r{n}", ["a"])
+
+    def attempt(n: int) -> tuple[bool, bool]:
+        start = threading.Barrier(2)
+
+        def mark() -> bool:
+            start.wait()
+            try:
+                clickstream.mark_irrelevant(f"r{n}")
+            except Conflict:
+                return False
+            return True
+
+        def push() -> bool:
+            start.wait()
+            try:
+                clickstream.push_events(f"r{n}", [{"event_id": f"r{n}-c", "object_id": "a"}])
+            except Conflict:
+                return False
+            return True
+
+        with ThreadPoolExecutor(2) as pool:
+            marked, clicked = pool.submit(mark), pool.submit(push)
+            return marked.result(), clicked.result()
+
+    outcomes = [attempt(n) for n in range(rounds)]
+    assert all(marked != clicked for marked, clicked in outcomes), outcomes
+    for n, (marked, clicked) in enumerate(outcomes):
+        stored = clickstream.session(f"r{n}")
+        assert (stored.irrelevant, len(stored.events)) == (marked, int(clicked))

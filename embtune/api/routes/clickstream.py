@@ -23,7 +23,6 @@ router = APIRouter(
 )
 
 UNKNOWN_SESSION = {404: "Unknown session"}
-FROZEN = {409: "The session's batch is already released"}
 
 
 @router.post(
@@ -59,14 +58,16 @@ async def create_session(
         described={
             400: UNDECODABLE,
             **UNKNOWN_SESSION,
-            409: "New events for a released batch, or an event id reused for another event",
+            409: "An event id reused for another event, or a click on a session marked "
+                 "irrelevant",
             422: "Invalid events: too many, objects not among the session's results, …",
         },
     ),
 )
 async def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPushed:
     """Record clicks (or other events) on the session's results; all or nothing. An event id
-    already stored is skipped, so a push can be repeated safely."""
+    already stored is skipped, so a push can be repeated safely. Events that arrive after the
+    session's batch was released are kept with the session and counted as `late_events`."""
     events = [event.model_dump() for event in body.events]
     received, new = await run_in_threadpool(clickstream.push_events, body.session_id, events)
     return EventsPushed(session_id=body.session_id, received=received, new=new)
@@ -76,11 +77,13 @@ async def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPu
     "/session/irrelevant",
     response_model=SessionPublic,
     responses=error_responses(
-        400, 404, 409, 413, 422, described={400: UNDECODABLE, **UNKNOWN_SESSION, **FROZEN}
+        400, 404, 409, 413, 422,
+        described={400: UNDECODABLE, **UNKNOWN_SESSION, 409: "The session has click events"},
     ),
 )
 async def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
-    """Flag a session whose results held nothing relevant (training uses it as negatives)."""
+    """Flag a session whose results held nothing relevant (training uses it as negatives).
+    Repeating it is harmless; a session with a click cannot be irrelevant (409)."""
     return SessionPublic.of(await run_in_threadpool(clickstream.mark_irrelevant, body.session_id))
 
 
@@ -110,7 +113,8 @@ async def list_batches(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[BatchPublic]:
-    """Newest first; `X-Total-Count` carries the total."""
+    """Newest first; `X-Total-Count` carries the total. Each batch lists the tasks that name
+    it (`task_ids`), so a released batch no task trains on is visible."""
     page, total = await run_in_threadpool(
         lambda: clickstream.batches_page(offset=offset, limit=limit)
     )
