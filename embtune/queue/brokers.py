@@ -15,13 +15,13 @@ from dramatiq.middleware import (
     Middleware,
     Retries,
     ShutdownNotifications,
-    TimeLimit,
 )
 from dramatiq_abort import Abortable
 from dramatiq_abort.backends import RedisBackend, StubBackend
 
 from embtune.config import Settings
 from embtune.queue.abort_backend import DatabaseEventBackend
+from embtune.queue.time_limit import RunTimeLimit
 from embtune.storage.db import Database
 
 
@@ -35,7 +35,7 @@ class BrokerBundle:
 def _middleware(settings: Settings, abortable: Abortable) -> list[Middleware]:
     # No AgeLimit/Callbacks/Pipelines; retries are ours (heartbeat recovery), not Dramatiq's.
     return [
-        TimeLimit(time_limit=int(settings.task_time_limit_s * 1000)),
+        RunTimeLimit(int(settings.task_time_limit_s * 1000)),  # dramatiq's needs its CLI
         ShutdownNotifications(),
         Retries(max_retries=0),
         CurrentMessage(),
