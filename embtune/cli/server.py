@@ -21,9 +21,13 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
 
 def _logging(level: str) -> None:
+    from embtune.log_redaction import RedactTokens
+
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # no `token=` query value in any log line
+        handler.addFilter(RedactTokens())
 
 
 def load_settings() -> Settings:
@@ -113,6 +117,7 @@ def serve(
     import uvicorn
 
     from embtune.api.app import create_app
+    from embtune.log_redaction import uvicorn_log_config
 
     _logging(log_level)
     if not token and not is_loopback(host):
@@ -124,12 +129,15 @@ def serve(
         f"(database: {escape(shown_database_url(settings.resolved_database_url))}, "
         f"broker: {settings.broker_kind})"
     )
+    # uvicorn's logging with `token=` query values redacted: an old `/?token=` bookmark or a
+    # script must never write the API token into the access log.
+    log_config = uvicorn_log_config()
     if processes > 1:  # each process builds its app from the same environment
         uvicorn.run("embtune.api.app:create_app", factory=True, workers=processes,
-                    host=host, port=port, log_level=log_level)
+                    host=host, port=port, log_level=log_level, log_config=log_config)
     else:
         uvicorn.run(create_app(settings, run_worker=worker), host=host, port=port,
-                    log_level=log_level)
+                    log_level=log_level, log_config=log_config)
 
 
 def check_processes(processes: int, broker_kind: str, worker: bool | None) -> str | None:

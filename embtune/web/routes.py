@@ -10,6 +10,9 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import RedirectResponse
+
+from embtune.web.login import LOGIN_PATH
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,6 +50,13 @@ def _package_file(name: str, media_type: str) -> Response:
 @router.get("/")
 def dashboard() -> Response:
     return _package_file("index.html", "text/html; charset=utf-8")
+
+
+@router.api_route(LOGIN_PATH, methods=["GET", "POST"])
+def login_without_a_token() -> RedirectResponse:
+    """Reached only when no `EMBTUNE_API_TOKEN` is set (else `TokenAuth` answers `/login`):
+    there is nothing to sign in to."""
+    return RedirectResponse("/", status_code=303)
 
 
 @router.get("/static/{name}")

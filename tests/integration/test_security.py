@@ -10,27 +10,54 @@ from fastapi.testclient import TestClient
 pytestmark = pytest.mark.backends("sqlite-embedded")
 
 
+TOKEN = "s3cret-token-0123456789"
+
+
 def test_token_guards_everything_but_health(client_factory) -> None:
-    client = client_factory(api_token="s3cret")
+    client = client_factory(api_token=TOKEN)
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     denied = client.get("/api/v1/fine-tuning/task")
     assert denied.status_code == 401 and denied.json() == {"detail": "missing or invalid API token"}
     assert client.get("/api/v1/fine-tuning/task",
                       headers={"Authorization": "Bearer wrong"}).status_code == 401
-    ok = client.get("/api/v1/fine-tuning/task", headers={"Authorization": "Bearer s3cret"})
+    ok = client.get("/api/v1/fine-tuning/task", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200
-    assert client.get("/").status_code == 401  # the dashboard too
+    dashboard = client.get("/", follow_redirects=False)  # the dashboard too: to the sign-in form
+    assert dashboard.status_code == 303 and dashboard.headers["location"] == "/login"
+    assert client.get("/static/app.js").status_code == 401
 
 
-def test_dashboard_login_sets_a_cookie(client_factory) -> None:
-    client = client_factory(api_token="s3cret")
-    login = client.get("/?token=s3cret", follow_redirects=False)
-    assert login.status_code == 303
-    assert "HttpOnly" in login.headers["set-cookie"]
+def test_dashboard_signs_in_with_a_posted_form_never_a_url(client_factory) -> None:
+    client = client_factory(api_token=TOKEN)
+    form = client.get("/login")
+    assert form.status_code == 200 and '<form method="post" action="/login">' in form.text
+    csp = form.headers["content-security-policy"]
+    assert "form-action 'self'" in csp and "script-src" not in csp and "unsafe" not in csp
+    assert form.headers["x-frame-options"] == "DENY"
+
+    wrong = client.post("/login", data={"token": "nope"}, follow_redirects=False)
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    assert "set-cookie" not in wrong.headers and "nope" not in wrong.text
+
+    login = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"] == "/"
+    cookie = login.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
     assert client.get("/api/v1/embedding-models").status_code == 200  # cookie now sent
+    assert client.get("/", follow_redirects=False).status_code == 200
+
     client.cookies.clear()
-    assert client.get("/?token=nope", follow_redirects=False).status_code == 401
+    old = client.get(f"/?token={TOKEN}", follow_redirects=False)  # an old bookmark
+    assert old.status_code == 303 and old.headers["location"] == "/"
+    assert "set-cookie" not in old.headers  # it no longer signs in
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_without_a_token_the_sign_in_page_leads_to_the_dashboard(client: TestClient) -> None:
+    for method in ("GET", "POST"):
+        response = client.request(method, "/login", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/"
 
 
 def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
