@@ -94,3 +94,21 @@ def test_model_source_cannot_escape_the_allowed_roots(client_factory, tmp_path: 
     link.symlink_to(outside)
     denied = client.post("/api/v1/embedding-models", json={**body, "source": str(link)})
     assert denied.status_code == 400
+
+
+def test_docs_and_their_assets_send_a_strict_policy(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    assert "<script>" not in page.text  # no inline script: Swagger UI starts from /docs/init.js
+    assert '<script src="/docs/init.js"></script>' in page.text
+    for path in ("/docs", "/docs/init.js", "/docs-assets/swagger-ui-bundle.js",
+                 "/docs-assets/swagger-ui.css"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp, path
+        assert "unsafe" not in csp and "frame-ancestors 'none'" in csp, path
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+    assert "SwaggerUIBundle(" in client.get("/docs/init.js").text
+    assert '"/openapi.json"' in client.get("/docs/init.js").text
