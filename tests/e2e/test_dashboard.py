@@ -202,9 +202,15 @@ def test_task_page_renders_a_real_runs_report(serve: Callable[..., str], page: A
 
 
 def test_dashboard_works_behind_the_api_token(serve: Callable[..., str], page: Any) -> None:
-    url = serve(run_worker=False, api_token="s3cret")
-    assert page.goto(f"{url}/").status == 401
-    page.goto(f"{url}/?token=s3cret")  # the one-time login sets an HttpOnly cookie
+    token = "s3cret-token-0123456789"
+    url = serve(run_worker=False, api_token=token)
+    page.goto(f"{url}/")  # no session yet: the sign-in form (the token never goes in a URL)
+    expect(page).to_have_url(f"{url}/login")
+    page.fill("input[name=token]", "wrong-token-0123456789")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_have_text("That token is not valid.")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")  # sets an HttpOnly session cookie
     expect(page).to_have_url(f"{url}/")
     expect(page.locator("#count")).to_have_text("0 of 0")  # the API calls carry the cookie
     expect(page.locator("#tasks")).to_contain_text("No tasks.")
