@@ -89,16 +89,17 @@ class Settings(BaseSettings):
     @field_validator("api_token")
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
-        """A short token is guessable, and whitespace cannot survive an `Authorization` header
-        (it is stripped), so " " would lock everyone out: refused at start-up instead. The
-        message never repeats the value."""
+        """A short token is guessable, whitespace cannot survive an `Authorization` header (it
+        is stripped: " " would lock everyone out) and clients cannot send non-ASCII in one, so
+        such a token is refused at start-up. The message never repeats the value."""
         if value is None:
             return None
         secret = value.get_secret_value()
-        if len(secret) < MIN_API_TOKEN_LENGTH or any(c.isspace() for c in secret):
+        if len(secret) < MIN_API_TOKEN_LENGTH or not all("!" <= c <= "~" for c in secret):
             raise ValueError(
-                f"EMBTUNE_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters with no "
-                "whitespace (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+                f"EMBTUNE_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters of "
+                "printable ASCII with no whitespace (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe())'`)"
             )
         return value
 
