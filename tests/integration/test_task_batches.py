@@ -42,12 +42,15 @@ def test_task_without_batch_releases_the_open_batch_and_records_it(client: TestC
     assert task["metrics"]["clicks"] == 3
     batch = client.get(f"/api/v1/clickstream/batch/{task['batch_id']}").json()
     assert batch["status"] == "released" and batch["sessions_count"] == 3
-    # a restart retrains on the very same batch, not on whatever arrived since
+    assert batch["task_ids"] == [task["id"]]
+    # tuning again on that batch trains on the very same sessions, not on whatever arrived since
     ingest(client, ["s4"])
-    client.put(f"{TASKS}/{task['id']}/restart")
-    again = finished(client, task["id"])
+    body = {"embedding_model_id": model, "batch_id": task["batch_id"]}
+    again = finished(client, client.post(TASKS, json=body).json()["id"])
     assert again["batch_id"] == task["batch_id"]
     assert again["metrics"]["sessions"] == ["s1", "s2", "s3"]
+    listed = client.get(f"/api/v1/clickstream/batch/{task['batch_id']}").json()
+    assert listed["task_ids"] == [task["id"], again["id"]]  # oldest first
 
 
 def test_task_with_empty_batch_is_refused_with_a_reason(client: TestClient) -> None:
@@ -112,6 +115,11 @@ def ingest_directly(client: TestClient, session_ids: list[str]) -> None:
         clickstream.push_events(sid, [{"event_id": f"{sid}-1", "object_id": "b"}])
 
 
+def slow(model: str) -> dict:
+    """A run that trains for half a second after its release: a cancel always lands during it."""
+    return {"embedding_model_id": model, "params": {"step_seconds": 0.5}}
+
+
 def gate_runs(client: TestClient, **gates: Gate) -> GatedClickstream:
     runtime = client.app.state.runtime
     gated = GatedClickstream(runtime.db, runtime.settings, **gates)
@@ -172,14 +180,16 @@ def test_cancel_during_the_release_waits_for_the_batch_to_be_recorded(
     gated = gate_runs(client, released=gate)
     with ThreadPoolExecutor(1) as pool:
         try:
-            task_id = client.post(TASKS, json={"embedding_model_id": model}).json()["id"]
+            task_id = client.post(TASKS, json=slow(model)).json()["id"]
             gate.wait_reached()
             cancel = pool.submit(client.put, f"{TASKS}/{task_id}/cancel")
-            # it waits for the release's transaction; a cancel that does not is the bug
-            wait([cancel], timeout=0.5)
+            # it must wait for the release's transaction; one that does not is the bug
+            held = not wait([cancel], timeout=0.5).done
         finally:
             gate.go.set()
-        assert cancel.result(timeout=15).json()["status"] == "canceled"
+        assert held, "the cancel overtook a release not yet recorded on the task"
+        canceled = cancel.result(timeout=15)
+        assert canceled.status_code == 200, canceled.text
     assert gated.returned.wait(15)
     task = client.get(f"{TASKS}/{task_id}").json()
     assert task["status"] == "canceled" and task["batch_id"] is not None
@@ -214,7 +224,7 @@ def test_issue_repro_cancel_at_once_then_restart_trains_on_the_sessions(
 ) -> None:
     model = register_model(client, plugin="click-counter")
     ingest(client, SIXTY)
-    task_id = client.post(TASKS, json={"embedding_model_id": model}).json()["id"]
+    task_id = client.post(TASKS, json=slow(model)).json()["id"]
     assert client.put(f"{TASKS}/{task_id}/cancel").status_code == 200
     wait_until(lambda: client.get(f"{TASKS}/{task_id}").json()["status"] == "canceled")
     assert_no_orphan(client)
