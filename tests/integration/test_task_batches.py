@@ -43,12 +43,16 @@ def test_task_without_batch_releases_the_open_batch_and_records_it(client: TestC
     batch = client.get(f"/api/v1/clickstream/batch/{task['batch_id']}").json()
     assert batch["status"] == "released" and batch["sessions_count"] == 3
     assert batch["task_ids"] == [task["id"]]
-    # tuning again on that batch trains on the very same sessions, not on whatever arrived since
+    # tuning again on that batch trains on the very same sessions, not on whatever arrived since;
+    # a click that arrived late joined its session, so this run sees it
     ingest(client, ["s4"])
+    late = {"session_id": "s1", "events": [{"event_id": "s1-late", "object_id": "a"}]}
+    assert client.post("/api/v1/clickstream/session/events", json=late).status_code == 200
     body = {"embedding_model_id": model, "batch_id": task["batch_id"]}
     again = finished(client, client.post(TASKS, json=body).json()["id"])
     assert again["batch_id"] == task["batch_id"]
     assert again["metrics"]["sessions"] == ["s1", "s2", "s3"]
+    assert again["metrics"]["clicks"] == 4
     listed = client.get(f"/api/v1/clickstream/batch/{task['batch_id']}").json()
     assert listed["task_ids"] == [task["id"], again["id"]]  # oldest first
 
