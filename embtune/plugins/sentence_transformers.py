@@ -264,6 +264,7 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
             from embtune.training.evaluation import evaluate_retrieval
             from embtune.training.models import load_model
             from embtune.training.precision import resolve_precision
+            from embtune.training.stop_checks import stop_checks
             from embtune.training.trainer import fine_tune
 
             try:
@@ -309,43 +310,46 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
                 on_progress=lambda fraction: phases.report(phase, fraction),
             )
 
-        with clock.phase("evaluate_source"):
-            before = evaluate("evaluating source model", source_key)
-        # The tuned model's evaluation takes as long as the source's, unless that was cached.
-        tuned_evaluation_s = (
-            encode_s if before.corpus_cache == "hit" else clock.seconds["evaluate_source"]
-        )
-
-        def on_training_progress(info: Mapping[str, Any]) -> None:
-            # eta_s is to the end of the run: the trainer's estimate plus one more evaluation.
-            train_eta = info.get("eta_s")
-            phases.report(
-                "training",
-                float(info.get("fraction", 0.0)),
-                train_step=int(info["step"]),
-                train_total_steps=int(info["total_steps"]),
-                epoch=info.get("epoch"),
-                loss=info.get("loss"),
-                eta_s=None if train_eta is None else float(train_eta) + tuned_evaluation_s,
+        # From here on the model runs: a cancel stops it inside a forward or backward pass (a
+        # training step or an encoding batch of long texts takes seconds on a CPU), not after.
+        with stop_checks(model, ctx.should_stop):
+            with clock.phase("evaluate_source"):
+                before = evaluate("evaluating source model", source_key)
+            # The tuned model's evaluation takes as long as the source's, unless that was cached.
+            tuned_evaluation_s = (
+                encode_s if before.corpus_cache == "hit" else clock.seconds["evaluate_source"]
             )
 
-        phases.report("training", train_step=0)
-        with clock.phase("train"):
-            outcome = fine_tune(
-                model,
-                prepared.rows,
-                self.loss_kind,
-                params,
-                ctx.output_dir,
-                on_training_progress,
-                ctx.should_stop,
-            )
-        # fine_tune also saved the weights; that time belongs to "save".
-        clock.seconds["train"] -= outcome.save_s
+            def on_training_progress(info: Mapping[str, Any]) -> None:
+                # eta_s is to the end of the run: the trainer's estimate plus one more evaluation.
+                train_eta = info.get("eta_s")
+                phases.report(
+                    "training",
+                    float(info.get("fraction", 0.0)),
+                    train_step=int(info["step"]),
+                    train_total_steps=int(info["total_steps"]),
+                    epoch=info.get("epoch"),
+                    loss=info.get("loss"),
+                    eta_s=None if train_eta is None else float(train_eta) + tuned_evaluation_s,
+                )
 
-        with clock.phase("evaluate_tuned"):
-            # Keyed by the saved weights, so the next task tuning this model finds its vectors.
-            after = evaluate("evaluating tuned model", cache.key_for(ctx.output_dir))
+            phases.report("training", train_step=0)
+            with clock.phase("train"):
+                outcome = fine_tune(
+                    model,
+                    prepared.rows,
+                    self.loss_kind,
+                    params,
+                    ctx.output_dir,
+                    on_training_progress,
+                    ctx.should_stop,
+                )
+            # fine_tune also saved the weights; that time belongs to "save".
+            clock.seconds["train"] -= outcome.save_s
+
+            with clock.phase("evaluate_tuned"):
+                # Keyed by the saved weights, so the next task tuning this model finds its vectors.
+                after = evaluate("evaluating tuned model", cache.key_for(ctx.output_dir))
 
         phases.report("saving")
         with clock.phase("save"):

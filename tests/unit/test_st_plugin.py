@@ -243,6 +243,11 @@ def test_progress_goes_through_the_phases_to_the_end(shop_run: Run) -> None:
     assert training[-1]["train_step"] == training[-1]["train_total_steps"]
     assert shop_run.result.metrics["training"]["steps"] == training[-1]["train_total_steps"]
     assert {"epoch", "loss", "eta_s"} <= set(training[-1])
+    # eta_s runs to the end of the run: at the last step, what evaluating the tuned model will
+    # take, i.e. as long as the source model's evaluation took (its catalogue was not cached).
+    phases_s = shop_run.result.metrics["performance"]["phases_s"]
+    assert training[-1]["eta_s"] == pytest.approx(phases_s["evaluate_source"], abs=2e-3)
+    assert all(r["eta_s"] >= training[-1]["eta_s"] for r in training if r["train_step"])
     # Training dominates the run, so it gets most of the bar.
     first_training = next(r["step"] for r in reports if r["message"] == "training")
     assert training[-1]["step"] - first_training > PROGRESS_UNITS / 3
@@ -286,6 +291,33 @@ def test_should_stop_stops_training_within_one_step(tmp_path: Path) -> None:
     assert max(r.get("train_step", 0) for r in reports) == 1
     assert not (tmp_path / "model.safetensors").exists()
     assert time.monotonic() - started < 60  # 20 epochs would take minutes
+
+
+@pytest.mark.parametrize(("phase", "checks_before_the_pass"), [
+    ("evaluating source model", 1),  # the phase's own progress report checks once
+    ("training", 2),  # the phase report, then the trainer's check before the first step
+])
+def test_a_cancel_stops_the_run_inside_a_forward_pass(
+    tmp_path: Path, phase: str, checks_before_the_pass: int
+) -> None:
+    """The flag goes up at the first check inside the phase's first forward pass, which only
+    the model's own stop checks make: the run unwinds from there, the pass unfinished."""
+    reports: list[dict[str, Any]] = []
+    checks_in_phase: list[int] = []
+
+    def should_stop() -> bool:
+        if any(r.get("message") == phase for r in reports):
+            checks_in_phase.append(1)
+        return len(checks_in_phase) > checks_before_the_pass
+
+    with pytest.raises(TaskStopped) as stopped:
+        run_plugin(ClickstreamMNRLPlugin(), shop_jargon_data(), tmp_path, QUICK_PARAMS,
+                   should_stop=should_stop, reports=reports)
+    assert any(entry.path.name == "stop_checks.py" for entry in stopped.traceback)
+    assert any(entry.name == "_call_impl" for entry in stopped.traceback)  # a module call
+    in_phase = [r for r in reports if r.get("message") == phase]
+    assert len(in_phase) == 1, in_phase  # nothing of the phase was finished and reported
+    assert not (tmp_path / "model.safetensors").exists()
 
 
 # -- refusals -----------------------------------------------------------------------------------

@@ -10,13 +10,22 @@ import pytest
 import torch
 from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
+from transformers import TrainerControl, TrainerState
 
 from embtune.artifacts import resolve_source
 from embtune.clickstream.sessions import Session, build_examples, build_pairs, relevance
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.evaluation import RetrievalReport, compare_reports, evaluate_retrieval
 from embtune.training.models import load_model
-from embtune.training.trainer import LossKind, TrainParams, fine_tune, margin_rows, mnrl_rows
+from embtune.training.stop_checks import stop_checks
+from embtune.training.trainer import (
+    LossKind,
+    ProgressCallback,
+    TrainParams,
+    fine_tune,
+    margin_rows,
+    mnrl_rows,
+)
 
 ITEMS = {
     f"i{index:02d}": text
@@ -147,6 +156,64 @@ def test_should_stop_raises_task_stopped_within_one_step(
         )
     assert len(checks) == 2
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_cancel_inside_a_training_step_stops_it_before_the_step_ends(
+    model: SentenceTransformer, tmp_path: Path
+) -> None:
+    """The flag is raised inside the first step's forward pass (by a hook on layer 2 of 6):
+    the pass stops at the next layer, and the optimizer never steps."""
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    layers = model[0].auto_model.encoder.layer
+    ran: list[int] = []
+    stop = {"now": False}
+
+    def record(index: int) -> Any:
+        def hook(module: torch.nn.Module, args: Any) -> None:
+            ran.append(index)
+            stop["now"] = stop["now"] or (index == 2 and torch.is_grad_enabled())
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(record(i)) for i, layer in enumerate(layers)]
+    reports: list[dict[str, Any]] = []
+    try:
+        with pytest.raises(TaskStopped) as stopped, stop_checks(model, lambda: stop["now"]):
+            fine_tune(model, mnrl_training_rows(), "mnrl", TrainParams(**FAST), tmp_path,
+                      reports.append, lambda: stop["now"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert ran == [0, 1, 2]  # layers 3-5 of the first forward pass never ran
+    assert any(entry.path.name == "stop_checks.py" for entry in stopped.traceback)
+    assert reports == []  # no step ended
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_eta_is_the_remaining_steps_at_the_time_per_step_so_far(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a fake clock: 2 s per step for the first 4 steps, then 4 s per step."""
+    now = {"t": 100.0}
+    monkeypatch.setattr("embtune.training.trainer.time.monotonic", lambda: now["t"])
+    reports: list[dict[str, Any]] = []
+    callback = ProgressCallback(reports.append, never, min_interval_s=0.0)
+    state, control, args = TrainerState(), TrainerControl(), None
+    state.max_steps = 10
+    callback.on_train_begin(args, state, control)
+    for step in range(1, 11):
+        now["t"] += 2.0 if step <= 4 else 4.0
+        state.global_step, state.epoch = step, step / 10
+        callback.on_log(args, state, control, logs={"loss": 1.0 / step})
+    etas = [r["eta_s"] for r in reports]
+    assert etas[0] == pytest.approx(2.0 * 9)  # 9 steps left at 2 s
+    assert etas[3] == pytest.approx(2.0 * 6)  # 8 s for 4 steps: 6 left
+    assert etas[5] == pytest.approx(16.0 / 6 * 4)  # 8 + 2 * 4 s over 6 steps: 4 left
+    assert etas == sorted(etas, reverse=True) and etas[-1] == 0.0
+    callback.on_log(args, state, control, logs={"train_runtime": 30.0})  # the summary line
+    assert len(reports) == 10
 
 
 @pytest.mark.slow  # the plugin-level determinism test stays in the default suite
