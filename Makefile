@@ -4,16 +4,22 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench-quality bench-speed services clean
+.PHONY: demo test test-slow lint bench-quality services lock clean
 
 $(PY):
 	$(shell command -v $(PYTHON) >/dev/null 2>&1 && echo $(PYTHON) || echo python3) -m venv $(VENV)
 
-# torch first, from the pinned CPU wheel, so nothing pulls a multi-GB CUDA build
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+# torch first, from the pinned CPU wheel, so nothing pulls a multi-GB CUDA build; then the
+# project with exactly the versions it was tested with (constraints.txt)
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# after upgrading packages in .venv and passing `make test`: record the tested set
+lock: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
+	mv constraints.new constraints.txt
 
 services:
 	bash scripts/ensure-services.sh
