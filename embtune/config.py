@@ -62,6 +62,27 @@ class Settings(BaseSettings):
     )
     task_time_limit_s: float = Field(24 * 3600.0, gt=0, description="Hard limit on one run.")
 
+    db_connect_timeout_s: int = Field(
+        5, ge=2, le=3600,
+        description="PostgreSQL: give up opening a connection after this long (whole seconds, "
+        "at least 2, as libpq counts); the request answers 503.",
+    )
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0,
+        description="Longest one database statement may take: PostgreSQL cancels it (server "
+        "side), and the client stops waiting for an answer 1 s later (a stalled server or "
+        "proxy); SQLite waits this long for its write lock. Then 503.",
+    )
+    db_pool_timeout_s: float = Field(
+        10.0, gt=0,
+        description="Longest a request waits for a free pooled database connection; then 503.",
+    )
+    readiness_timeout_s: float = Field(
+        2.0, gt=0, le=60,
+        description="`/readyz` answers within this long; a check still running by then is "
+        "reported as not ready.",
+    )
+
     plugins: list[str] = Field(
         default_factory=list,
         description="Extra plugin classes as `module:Class`, besides entry points.",

@@ -25,7 +25,7 @@ from embtune.services.runner import TaskRunner
 from embtune.services.serving import ModelServing
 from embtune.services.tasks import TaskService
 from embtune.storage import migrate
-from embtune.storage.db import Database, make_engine
+from embtune.storage.db import Database, DbTimeouts, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,29 @@ def prepare_task_process(settings: Settings) -> None:
     """
     if settings.tune_allocator:
         allocator.retain_freed_memory()
+
+
+def db_timeouts(settings: Settings) -> DbTimeouts:
+    """The bounds on every wait of the serving engine (a stalled database answers 503)."""
+    return DbTimeouts(
+        connect_s=settings.db_connect_timeout_s,
+        statement_s=settings.db_statement_timeout_s,
+        pool_s=settings.db_pool_timeout_s,
+    )
+
+
+def _migrate(db: Database, url: str) -> None:
+    """Migrations run without the statement timeout: on PostgreSQL they may wait for another
+    starter's advisory lock or rebuild an index for longer, so they get an engine of their own
+    (SQLite's only bound is its lock wait, which the serving engine's busy timeout sets)."""
+    if db.dialect == "sqlite":
+        migrate.upgrade(db.engine)
+        return
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -68,9 +91,9 @@ class Runtime:
         run_migrations: bool = True,
     ) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(make_engine(settings.resolved_database_url))
+        db = Database(make_engine(settings.resolved_database_url, db_timeouts(settings)))
         if run_migrations:
-            migrate.upgrade(db.engine)
+            _migrate(db, settings.resolved_database_url)
         plugins = PluginRegistry.discover(settings.plugins)
         bundle = build_broker(settings, db)
         dispatcher = Dispatcher(bundle, settings.queue_name)

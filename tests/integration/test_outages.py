@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -75,6 +78,107 @@ def test_after_a_database_restart_the_first_request_already_succeeds(
         assert created.status_code == 201, created.text
     finally:
         proxy.stop()
+
+
+# Small bounds so a stall costs seconds: connect (libpq's minimum), statement, pool, readiness.
+STALL_TIMEOUTS = {
+    "db_connect_timeout_s": 2,
+    "db_statement_timeout_s": 0.5,
+    "db_pool_timeout_s": 1.0,
+    "readiness_timeout_s": 1.0,
+}
+# The longest one request may take in a stall: an idle pooled connection's ping and its
+# replacement's connect, then the statement on the new one (answer deadline = statement + 1 s),
+# plus scheduling slack on a loaded machine.
+ANSWER_S = STALL_TIMEOUTS["db_statement_timeout_s"] + 1.0
+REQUEST_BOUND_S = ANSWER_S + STALL_TIMEOUTS["db_connect_timeout_s"] + ANSWER_S + 1.5
+
+
+def _timed_get(client: TestClient, path: str) -> tuple[int, str | None, float]:
+    started = time.monotonic()
+    response = client.get(path)
+    return response.status_code, response.headers.get("retry-after"), time.monotonic() - started
+
+
+@pytest.mark.backends("postgres-redis")
+def test_stalled_database_answers_503_within_a_bound_and_recovers(
+    backend: Backend, client_factory
+) -> None:
+    """A database that keeps connections open but stops answering: every request ends in 503
+    with Retry-After within a bound (never a hang, never a 500 — not even when 60 concurrent
+    requests exhaust the pool), /readyz names the database within its own bound, and all
+    works again once the database answers."""
+    proxy, proxied = database_behind_proxy(backend)
+    client: TestClient = client_factory(
+        run_worker=False, database_url=proxied, recovery_interval_s=3600, **STALL_TIMEOUTS
+    )
+    # the stall ends by itself long after the bounds: a regression fails instead of hanging
+    safety = threading.Timer(6 * REQUEST_BOUND_S, proxy.resume)
+    try:
+        model_id = register_model(client)
+        assert client.get(TASKS).status_code == 200  # the pool holds a live connection
+        proxy.stall()
+        safety.start()
+
+        started = time.monotonic()
+        listed = client.get(TASKS)
+        assert time.monotonic() - started < REQUEST_BOUND_S
+        assert listed.status_code == 503
+        assert listed.json()["detail"].startswith("database unavailable")
+        assert listed.headers["retry-after"]
+
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        assert time.monotonic() - started < STALL_TIMEOUTS["readiness_timeout_s"] + 1.0
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"].startswith("unreachable")
+        assert ready.json()["checks"]["broker"] == "ok"
+
+        with ThreadPoolExecutor(60) as pool:
+            answers = list(pool.map(lambda _: _timed_get(client, TASKS), range(60)))
+        assert Counter(status for status, _, _ in answers) == {503: 60}
+        assert all(retry_after for _, retry_after, _ in answers)
+        # 60 requests share the server's worker threads and 30 connections: a few rounds
+        assert max(took for _, _, took in answers) < 3 * REQUEST_BOUND_S
+
+        proxy.resume()
+        wait_until(lambda: client.get(TASKS).status_code == 200, 3 * REQUEST_BOUND_S, 0.2)
+        created = client.post(TASKS, json={"embedding_model_id": model_id})
+        assert created.status_code == 201, created.text
+        wait_until(lambda: client.get("/readyz").status_code == 200, 3 * REQUEST_BOUND_S, 0.2)
+    finally:
+        safety.cancel()
+        proxy.stop()
+        proxy.join()
+
+
+@pytest.mark.backends("postgres-redis")
+def test_readyz_answers_within_its_bound_when_the_broker_stalls(
+    backend: Backend, client_factory
+) -> None:
+    parts = urlsplit(backend.broker_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    proxy.start()
+    proxied = backend.broker_url.replace(f":{parts.port}/", f":{proxy.port}/")
+    client: TestClient = client_factory(
+        run_worker=False, broker_url=proxied, recovery_interval_s=3600, readiness_timeout_s=1.0
+    )
+    try:
+        assert client.get("/readyz").status_code == 200
+        proxy.stall()
+        for _ in range(2):  # the second probe joins the first's still-waiting check
+            started = time.monotonic()
+            ready = client.get("/readyz")
+            assert time.monotonic() - started < 2.0
+            assert ready.status_code == 503
+            assert ready.json()["checks"] == {
+                "database": "ok", "broker": "unreachable: no answer within 1 s"
+            }
+        proxy.resume()
+        wait_until(lambda: client.get("/readyz").status_code == 200, 10, 0.2)
+    finally:
+        proxy.stop()
+        proxy.join()
 
 
 @pytest.mark.backends("sqlite-embedded")

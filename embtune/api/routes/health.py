@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import threading
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from embtune.api.deps import RuntimeDep
+from embtune.api.readiness import ReadinessProbes
 from embtune.api.schemas import Readiness
 
 router = APIRouter(tags=["health"])
+_probes_lock = threading.Lock()
 
 
 @router.get("/healthz")
@@ -22,16 +26,25 @@ async def healthz() -> dict[str, str]:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
 )
-def readyz(runtime: RuntimeDep) -> JSONResponse:  # probes block: runs on the pool
-    checks: dict[str, str] = {}
-    for name, probe in (("database", runtime.db.ping), ("broker", runtime.dispatcher.ping)):
-        try:
-            probe()
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"unreachable: {type(exc).__name__}"
+def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:  # waits: runs on the pool
+    """Ready when the database and the broker answer; answers within `readiness_timeout_s`
+    even when one of them stalls (the check is then `unreachable: no answer within …`)."""
+    checks = _probes(request, runtime).run()
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+def _probes(request: Request, runtime: RuntimeDep) -> ReadinessProbes:
+    """One set of probes per app, so that a still-running check is shared between requests."""
+    with _probes_lock:
+        probes = getattr(request.app.state, "readiness", None)
+        if probes is None:
+            probes = ReadinessProbes(
+                {"database": runtime.db.ping, "broker": runtime.dispatcher.ping},
+                runtime.settings.readiness_timeout_s,
+            )
+            request.app.state.readiness = probes
+        return probes
