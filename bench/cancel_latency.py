@@ -7,8 +7,17 @@ to the run's thread having unwound with `TaskStopped` — what the runner waits 
 "run stopped" note (the runner's own share, noticing the cancel, is its status poll, at most
 `CANCEL_POLL_S` = 0.25 s, and is not included).
 
+`--service` measures the whole path instead: the same shop through the API of an in-process
+service (SQLite + embedded broker), a task canceled during training, from the cancel (the
+`canceled` transition's time) to the runner's "run stopped" note — both server-side timestamps.
+
     .venv/bin/python bench/cancel_latency.py [--trials 5] [--phases training,evaluating]
-        [--items 300] [--words 160] [--batch-size 32] [--seq 256]
+        [--items 300] [--words 160] [--batch-size 32] [--seq 256] [--service]
+        [--without-stop-checks]
+
+`--without-stop-checks` turns the in-pass checks off (`embtune.training.stop_checks`), which
+gives the figures from before they existed: the stop seen only between training steps and
+between encoding calls.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ def shop(items: int, words: int, seed: int = 0) -> InMemoryTrainingData:
     sessions = []
     for n, item in enumerate(ids):
         for k in range(2):
-            decoy = rng.choice(ids)
+            decoy = rng.choice([other for other in ids if other != item])
             query = " ".join(texts[item].split()[2:6])
             sessions.append(Session(f"s{n}-{k}", query, (decoy, item), (item,)))
     return InMemoryTrainingData(sessions, texts)
@@ -98,6 +107,57 @@ def one_trial(data: InMemoryTrainingData, params: dict[str, Any], phase: str,
             "stopped": float(outcome["end"] == "stopped")}
 
 
+def service_trials(data: InMemoryTrainingData, params: dict[str, Any], trials: int,
+                   rng: random.Random) -> list[float]:
+    """Cancel → "run stopped" through the service, in seconds, one figure per trial."""
+    from fastapi.testclient import TestClient
+
+    from embtune.api.app import create_app
+    from embtune.config import Settings
+
+    tasks = "/api/v1/fine-tuning/task"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), broker_url="embedded")
+        with TestClient(create_app(settings)) as client:
+            items = [{"object_id": k, "text": v} for k, v in data.item_texts().items()]
+            client.post("/api/v1/items", json={"items": items}).raise_for_status()
+            for s in data.sessions():
+                client.post("/api/v1/clickstream/session", json={
+                    "session_id": s.session_id, "search_query": s.query,
+                    "search_results": [{"object_id": o} for o in s.results]}).raise_for_status()
+                client.post("/api/v1/clickstream/session/events", json={
+                    "session_id": s.session_id, "events": [
+                        {"event_id": f"{s.session_id}-{i}", "object_id": o}
+                        for i, o in enumerate(s.clicks)]}).raise_for_status()
+            batch = client.post("/api/v1/clickstream/batch/release").json()["id"]
+            model = client.post("/api/v1/embedding-models", json={
+                "name": "mini", "plugin_name": "sentence-transformers-mnrl",
+                "source": "builtin:all-MiniLM-L6-v2"}).json()["id"]
+            figures = []
+            for _ in range(trials):
+                task = client.post(tasks, json={"embedding_model_id": model, "batch_id": batch,
+                                                "params": params}).json()["id"]
+                while client.get(f"{tasks}/{task}").json()["progress"].get("train_step", 0) < 1:
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0.0, 2.0))
+                client.put(f"{tasks}/{task}/cancel").raise_for_status()
+                while True:
+                    events = client.get(f"{tasks}/{task}/events").json()
+                    stopped = [e for e in events if e["message"].startswith("run stopped")]
+                    if stopped:
+                        break
+                    time.sleep(0.05)
+                canceled = next(e for e in events if e["to_status"] == "canceled")
+                figures.append(_at(stopped[0]) - _at(canceled))
+            return figures
+
+
+def _at(event: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(event["created_at"]).timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=5)
@@ -106,12 +166,28 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--service", action="store_true",
+                        help="Through the API: cancel → the runner's 'run stopped' note.")
+    parser.add_argument("--without-stop-checks", action="store_true",
+                        help="Check the stop flag only between steps and encoding calls.")
     args = parser.parse_args()
+    if args.without_stop_checks:
+        import contextlib
+
+        import embtune.training.stop_checks as checks
+
+        checks.stop_checks = lambda model, should_stop: contextlib.nullcontext()
     params = {"epochs": 3, "batch_size": args.batch_size, "max_seq_length": args.seq,
               "eval_batch_size": 64, "seed": 0}
     data = shop(args.items, args.words)
     rng = random.Random(1)
     print(f"{args.items} items of ~{args.words} words, seq {args.seq}, batch {args.batch_size}")
+    if args.service:
+        figures = sorted(service_trials(data, params, args.trials, rng))
+        print(f"service, training: cancel → 'run stopped' over {len(figures)} trials: median "
+              f"{statistics.median(figures):.2f} s, max {figures[-1]:.2f} s "
+              f"(all: {', '.join(f'{v:.2f}' for v in figures)})")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work, cache = Path(tmp) / "runs", Path(tmp) / "cache"
         work.mkdir()
