@@ -1,4 +1,4 @@
-"""dramatiq-abort's event backend on our own database.
+"""dramatiq-abort's event backend on our own database, and the outage logging of its watcher.
 
 dramatiq-abort ships a Redis backend only; with RabbitMQ (or the embedded broker) the database
 every worker already shares carries abort signals instead, so no extra service is needed.
@@ -6,6 +6,7 @@ every worker already shares carries abort signals instead, so no extra service i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -14,10 +15,44 @@ from dramatiq_abort.backend import Event, EventBackend
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from embtune.outage_log import OutageLog
 from embtune.storage.db import Database, utcnow
 from embtune.storage.tables import AbortSignalRow
 
+log = logging.getLogger(__name__)
+
 POLL_INTERVAL_S = 0.25
+
+
+class OutageLoggedBackend(EventBackend):
+    """Wraps the backend of dramatiq-abort's watcher thread so that an outage logs two lines.
+
+    The watcher (`Abortable._watcher`) calls `wait_many` about once a second while a task
+    runs, and logs every exception it gets with a traceback before trying again a second later:
+    one error a second for as long as Redis (or the database carrying abort signals) is away.
+    Here a failed wait is logged through `OutageLog` and answered with "no event" after the
+    same pause, so the watcher never sees it. Sending and polling signals pass through
+    unchanged: their callers handle failures themselves."""
+
+    def __init__(self, inner: EventBackend, name: str) -> None:
+        self.inner = inner
+        self._outage = OutageLog(log, f"abort watcher ({name})")
+
+    def notify(self, events: Iterable[Event], ttl: int) -> None:
+        self.inner.notify(events, ttl)
+
+    def poll(self, key: str) -> Event | None:
+        return self.inner.poll(key)
+
+    def wait_many(self, keys: Iterable[str], timeout: int) -> Event | None:
+        try:
+            event = self.inner.wait_many(keys, timeout)
+        except Exception as exc:
+            self._outage.failed(exc)
+            time.sleep(timeout / 1000)  # the watcher's own pause after an error
+            return None
+        self._outage.ok()
+        return event
 
 
 class DatabaseEventBackend(EventBackend):

@@ -7,6 +7,7 @@ whoever needs it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -17,10 +18,11 @@ from dramatiq.middleware import (
     ShutdownNotifications,
 )
 from dramatiq_abort import Abortable
+from dramatiq_abort.backend import EventBackend
 from dramatiq_abort.backends import RedisBackend, StubBackend
 
 from embtune.config import Settings
-from embtune.queue.abort_backend import DatabaseEventBackend
+from embtune.queue.abort_backend import DatabaseEventBackend, OutageLoggedBackend
 from embtune.queue.time_limit import RunTimeLimit
 from embtune.storage.db import Database
 
@@ -43,15 +45,26 @@ def _middleware(settings: Settings, abortable: Abortable) -> list[Middleware]:
     ]
 
 
+def _abortable(backend: EventBackend, name: str) -> Abortable:
+    """The abort middleware, its watcher logging an outage of `backend` once, not per second."""
+    return Abortable(backend=OutageLoggedBackend(backend, name))
+
+
+def _abort_redis(url: str) -> Any:
+    """Redis for abort signals, with socket timeouts (the watcher's BLPOP waits 1 s): a stalled
+    Redis fails a wait or a cancel's signal after seconds instead of blocking it for good."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+
+
 def build_broker(settings: Settings, db: Database) -> BrokerBundle:
     kind = settings.broker_kind
     if kind == "redis":
-        import redis
         from dramatiq.brokers.redis import RedisBroker
 
         abort_url = settings.abort_redis_url or settings.broker_url
-        backend = RedisBackend(client=redis.Redis.from_url(abort_url))
-        abortable = Abortable(backend=backend)
+        abortable = _abortable(RedisBackend(client=_abort_redis(abort_url)), "redis")
         broker: dramatiq.Broker = RedisBroker(
             url=settings.broker_url,
             namespace=settings.redis_namespace,
@@ -63,12 +76,11 @@ def build_broker(settings: Settings, db: Database) -> BrokerBundle:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         if settings.abort_redis_url:
-            import redis
-
-            abort_backend = RedisBackend(client=redis.Redis.from_url(settings.abort_redis_url))
-            abortable = Abortable(backend=abort_backend)
+            abortable = _abortable(
+                RedisBackend(client=_abort_redis(settings.abort_redis_url)), "redis"
+            )
         else:
-            abortable = Abortable(backend=DatabaseEventBackend(db))
+            abortable = _abortable(DatabaseEventBackend(db), "database")
         broker = RabbitmqBroker(
             url=settings.broker_url,
             confirm_delivery=True,  # a failed send must raise, so the task stays undelivered

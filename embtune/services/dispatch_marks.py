@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 
+from embtune.outage_log import OutageLog
 from embtune.storage.db import Database, utcnow
 from embtune.storage.tasks_repo import TaskRepository
 
@@ -36,6 +37,7 @@ class DispatchMarks:
         self._flushing = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._outage = OutageLog(log, "recording dispatched tasks")
 
     def add(self, task_id: str, broker_id: str) -> None:
         with self._wake:
@@ -64,12 +66,12 @@ class DispatchMarks:
                 try:
                     with self.db.transaction() as session:
                         self.tasks.mark_dispatched_many(session, batch, utcnow())
-                except Exception as exc:
-                    log.warning("could not record %d dispatched tasks (will retry): %s",
-                                len(batch), exc)
+                except Exception as exc:  # kept and retried every RETRY_AFTER_S
+                    self._outage.failed(exc)
                     with self._wake:
                         self._pending.extendleft(reversed(batch))
                     return False
+                self._outage.ok()
 
     def close(self) -> None:
         with self._wake:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from embtune.artifacts import ArtifactStore
 from embtune.domain.retry import RetryDecision, RetryPolicy
 from embtune.domain.tasks import Progress, TaskStatus, Transition
+from embtune.outage_log import OutageLog
 from embtune.services.tasks import TaskService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
@@ -168,6 +169,7 @@ class PeriodicRecovery:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="embtune-recovery", daemon=True)
+        self._outage = OutageLog(log, "recovery pass")
 
     def start(self) -> None:
         self._thread.start()
@@ -180,7 +182,9 @@ class PeriodicRecovery:
         while True:
             try:
                 self.recovery.run_once()
-            except Exception:
-                log.warning("recovery pass failed; retrying", exc_info=True)
+            except Exception as exc:  # the database or broker is away: the next pass retries
+                self._outage.failed(exc)
+            else:
+                self._outage.ok()
             if self._stop.wait(self.interval_s):
                 return

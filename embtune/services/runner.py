@@ -29,6 +29,7 @@ from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
 from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
+from embtune.outage_log import OutageLog
 from embtune.plugins.base import (
     FineTuningPlugin,
     RunContext,
@@ -339,6 +340,9 @@ class TaskRunner:
         every `CANCEL_POLL_S` so a cancel stops the run within a fraction of a second."""
         poll = min(CANCEL_POLL_S, self.heartbeat_interval_s)
         next_beat = time.monotonic() + self.heartbeat_interval_s
+        # several attempts a second during an outage: the first failure and the recovery are
+        # logged, not every attempt
+        outage = OutageLog(log, f"heartbeat for task {live.task_id}")
         while not live.stop.wait(poll):
             try:
                 if time.monotonic() >= next_beat:
@@ -346,8 +350,10 @@ class TaskRunner:
                     self._beat(live)
                 elif not self._still_owned(live):
                     live.stop.set()
-            except Exception:  # a database blip must not kill the run; next beat retries
-                log.warning("heartbeat for task %s failed", live.task_id, exc_info=True)
+            except Exception as exc:  # a database blip must not kill the run; next beat retries
+                outage.failed(exc)
+            else:
+                outage.ok()
 
     def _still_owned(self, live: _LiveRun) -> bool:
         with self.db.read() as session:
