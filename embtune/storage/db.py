@@ -214,8 +214,7 @@ def _translate_outage() -> Iterator[None]:
         raise
     except PoolTimeoutError as exc:  # every pooled connection busy (or stuck) for pool_timeout
         raise Unavailable(
-            "database unavailable: no free database connection in time "
-            f"({exc.args[0] if exc.args else 'pool exhausted'})"
+            "database unavailable: no free database connection within the pool timeout"
         ) from exc
 
 
