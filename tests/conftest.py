@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,7 +18,43 @@ from tests.support.backends import TEST_PLUGINS, Backend, provision, selected_ba
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+THREAD_GRACE_S = 10.0
 
+
+def _background_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t is not threading.main_thread()}
+
+
+@pytest.fixture(autouse=True)
+def threads_end_with_their_test() -> Iterator[None]:
+    """Every thread a test starts (a worker, a run's monitor, recovery, a proxy pipe) must be
+    gone shortly after the test: one left behind heart-beats against a dropped database and
+    runs into the next test. Threads of libraries that live for the process (their pools) are
+    allowed by name."""
+    before = _background_threads()
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while True:
+        left = [t for t in _background_threads() - before if t.is_alive() and not _lives_on(t)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"threads outlived the test: {sorted(t.name for t in left)}"
+
+
+def _lives_on(thread: threading.Thread) -> bool:
+    """Process-wide pools that libraries start once and reuse (not owned by any test)."""
+    return thread.name.startswith(LIBRARY_THREADS)
+
+
+# tqdm's monitor and schemathesis' ASGI portal are started once per process and reused
+LIBRARY_THREADS = (
+    "tqdm_monitor",
+    "asyncio-portal-",
+    "asyncio_",
+    "AnyIO worker thread",
+    "ThreadPoolExecutor-",
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -23,6 +23,7 @@ from dramatiq_abort.backends import RedisBackend, StubBackend
 
 from embtune.config import Settings
 from embtune.queue.abort_backend import DatabaseEventBackend, OutageLoggedBackend
+from embtune.queue.abortable import StoppableAbortable
 from embtune.queue.time_limit import RunTimeLimit
 from embtune.storage.db import Database
 
@@ -47,7 +48,7 @@ def _middleware(settings: Settings, abortable: Abortable) -> list[Middleware]:
 
 def _abortable(backend: EventBackend, name: str) -> Abortable:
     """The abort middleware, its watcher logging an outage of `backend` once, not per second."""
-    return Abortable(backend=OutageLoggedBackend(backend, name))
+    return StoppableAbortable(backend=OutageLoggedBackend(backend, name))
 
 
 def _abort_redis(url: str) -> Any:
@@ -87,7 +88,7 @@ def build_broker(settings: Settings, db: Database) -> BrokerBundle:
             middleware=_middleware(settings, abortable),
         )
     else:
-        abortable = Abortable(backend=StubBackend())
+        abortable = StoppableAbortable(backend=StubBackend())
         broker = StubBroker(middleware=_middleware(settings, abortable))
     broker.declare_queue(settings.queue_name)
     return BrokerBundle(broker=broker, abortable=abortable, kind=kind)
