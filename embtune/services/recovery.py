@@ -62,6 +62,7 @@ class Recovery:
         self.undelivered_after_s = undelivered_after_s
         self.redeliver_after_s = redeliver_after_s
         self.repo = TaskRepository()
+        self._sweep_outage = OutageLog(log, "recovery's staging sweep")
 
     def resend_all_pending(self) -> int:
         """After an in-memory broker starts, every pending task's message is gone: send again."""
@@ -91,8 +92,10 @@ class Recovery:
                 report.failed += self._give_up(task.id, task.broker_id, task.attempts, cutoff)
         try:
             report.staging_swept = self._sweep_staging()
-        except Exception:  # a disk problem must not stop the task recovery above
-            log.warning("recovery: could not sweep the staging area", exc_info=True)
+        except Exception as exc:  # a disk problem must not stop the task recovery above
+            self._sweep_outage.failed(exc)
+        else:
+            self._sweep_outage.ok()
         if report.resent or report.requeued or report.failed or report.staging_swept:
             log.info("recovery: %s", report)
         return report

@@ -74,3 +74,26 @@ def test_recovery_leaves_a_recent_staging_directory_alone(client_factory) -> Non
     assert fresh.exists() and settling.exists()
     assert runtime.recovery.staging_grace_s > 0  # the service's own recovery sweeps, with grace
     assert runtime.recovery.artifacts is runtime.artifacts
+
+
+def test_a_failing_sweep_logs_once_not_every_pass(client_factory, caplog, monkeypatch) -> None:
+    client = client_factory(run_worker=False)
+    runtime = client.app.state.runtime
+    sweeper = recovery(runtime, grace_s=0.0)
+
+    def unreadable(_: float) -> list:
+        raise OSError("input/output error")  # a failing disk under the staging area
+
+    with caplog.at_level("INFO", logger="embtune.services.recovery"):
+        monkeypatch.setattr(runtime.artifacts, "staging_runs", unreadable)
+        for _ in range(5):
+            sweeper.run_once()
+        monkeypatch.undo()
+        sweeper.run_once()
+    records = [  # this sweeper's (the app's own recovery thread may sweep meanwhile too)
+        r for r in caplog.records
+        if "staging sweep" in r.getMessage() and r.threadName == "MainThread"
+    ]
+    assert len(records) == 2, [r.getMessage() for r in records]
+    assert records[0].exc_info is not None
+    assert "back after" in records[1].getMessage()
