@@ -3,9 +3,9 @@
 Why: glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh
 `mmap` and returns it with `munmap` on free. A training step of a small transformer allocates
 and frees dozens of such tensors (attention scores alone are batch x heads x length² floats,
-~100 MB at batch 32 and 256 tokens), so every step maps, zero-fills and unmaps gigabytes: on
-the 2-core machine this was built on, 40 % of a training step's wall time was the kernel doing
-that (`sys` time), and a step took 24 s instead of 14 s. Serving those allocations from the
+~100 MB at batch 32 and 256 tokens), so every step maps, zero-fills and unmaps gigabytes, and
+much of a step's wall time is the kernel doing that (`sys` time; the README's "Performance"
+section has the measured figures). Serving those allocations from the
 heap and never trimming it during a run removes that cost without touching the numbers the
 model computes. The process also keeps one malloc arena: a thread otherwise allocates from an
 arena of its own, made of 64 MiB mmapped heaps that glibc unmaps as soon as they are empty —

@@ -136,7 +136,8 @@ class Settings(BaseSettings):
         True,
         description="In processes that run tasks (glibc Linux only): keep freed memory in the "
         "heap during a run instead of mapping and unmapping every large tensor (CPU training "
-        "~1.8x faster), and give it back to the OS after each run.",
+        "faster; see the README's Performance section), and give it back to the OS after each "
+        "run.",
     )
     artifact_url: str | None = Field(
         None,

@@ -46,9 +46,3 @@ class ModelRepository:
         ).all()
         total = session.scalar(select(func.count()).select_from(EmbeddingModelRow)) or 0
         return [_to_model(r) for r in rows], total
-
-    def by_task(self, session: Session, task_id: str) -> list[EmbeddingModel]:
-        rows = session.scalars(
-            select(EmbeddingModelRow).where(EmbeddingModelRow.task_id == task_id)
-        ).all()
-        return [_to_model(r) for r in rows]

@@ -1,4 +1,7 @@
-"""ORM tables. Storage details (column names, JSON encoding) stay in this package."""
+"""ORM tables: the schema that migrations build and that repositories map to domain objects.
+
+Code above `storage` works with the domain objects. A task's `metadata` is stored as `meta`
+(`metadata` is reserved by SQLAlchemy's declarative base)."""
 
 from __future__ import annotations
 
