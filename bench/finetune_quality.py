@@ -27,12 +27,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from embtune.clickstream.beir import iter_corpus, load_corpus, load_qrels, load_queries  # noqa: E402
-from embtune.clickstream.click_model import PositionBiasedClickModel  # noqa: E402
-from embtune.clickstream.simulate import simulate_beir  # noqa: E402
 from embtune.client import Client  # noqa: E402
 from embtune.config import Settings  # noqa: E402
-from embtune.demo import BASE_SOURCE, free_port, start_server  # noqa: E402
+from embtune.demo.beir import iter_corpus, load_corpus, load_qrels, load_queries  # noqa: E402
+from embtune.demo.click_model import PositionBiasedClickModel  # noqa: E402
+from embtune.demo.run import BASE_SOURCE  # noqa: E402
+from embtune.demo.server import free_port, start_server  # noqa: E402
+from embtune.demo.simulate import simulate_beir  # noqa: E402
 
 
 def log(message: str) -> None:

@@ -55,9 +55,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from embtune.clickstream.beir import load_corpus, load_qrels, load_queries  # noqa: E402
-from embtune.clickstream.click_model import PositionBiasedClickModel  # noqa: E402
 from embtune.clickstream.sessions import Session  # noqa: E402
+from embtune.demo.beir import load_corpus, load_qrels, load_queries  # noqa: E402
+from embtune.demo.click_model import PositionBiasedClickModel  # noqa: E402
 from tests.support.training_data import InMemoryTrainingData  # noqa: E402
 
 BASE_SOURCE = "builtin:all-MiniLM-L6-v2"

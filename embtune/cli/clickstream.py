@@ -232,7 +232,7 @@ def local_model_source(api: Client, source: str, model_id: str, stack: ExitStack
 
 
 def simulation_size(beir: Path, split: str, limit: int | None, per_query: int) -> int:
-    from embtune.clickstream.beir import load_qrels, load_queries
+    from embtune.demo.beir import load_qrels, load_queries
 
     qrels = load_qrels(beir, split)
     queries = sum(1 for qid in load_queries(beir) if qid in qrels)
@@ -260,8 +260,8 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate users searching a BEIR data set and clicking what the qrels call relevant."""
-    from embtune.clickstream.click_model import PositionBiasedClickModel
-    from embtune.clickstream.simulate import simulate_beir
+    from embtune.demo.click_model import PositionBiasedClickModel
+    from embtune.demo.simulate import simulate_beir
 
     for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (beir / needed).is_file():

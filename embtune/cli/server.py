@@ -233,7 +233,7 @@ def demo(
     params_json: ParamsJsonOption = None,
 ) -> None:
     """The whole job end to end on the embedded defaults: serve, load data, fine-tune, compare."""
-    from embtune.demo import run_demo
+    from embtune.demo.run import run_demo
 
     params = parse_params(param, params_json)
     if beir is not None and not (beir / "corpus.jsonl").is_file():

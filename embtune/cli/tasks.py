@@ -29,6 +29,7 @@ from embtune.cli.common import (
     when,
 )
 from embtune.client import DEFAULT_URL, Client, ConflictError
+from embtune.console import follow_task, metrics_table, report_table
 
 app = typer.Typer(help="Fine-tuning tasks: create, follow, list, cancel, restart.",
                   no_args_is_help=True)
@@ -89,8 +90,6 @@ def task_fields(task: TaskPublic) -> dict[str, Any]:
 
 def print_outcome(task: TaskPublic, console: Console) -> None:
     """The before/after tables a tuned model earns; for other metrics, the metrics line."""
-    from embtune.demo import metrics_table, report_table
-
     metrics = task.metrics or {}
     if isinstance(metrics.get("before"), dict) and isinstance(metrics.get("after"), dict):
         console.print(metrics_table(metrics))
@@ -102,8 +101,6 @@ def print_outcome(task: TaskPublic, console: Console) -> None:
 
 def follow_until_done(api: Client, task_id: str, as_json: bool) -> None:
     """Watch a task to its end; exit 0 only when it is done."""
-    from embtune.demo import follow_task
-
     if as_json:  # one JSON object per change, for `jq --seq`-style consumers
         final = None
         for final in api.follow(task_id):

@@ -295,7 +295,7 @@ def test_simulate_posts_sessions_ranked_by_the_models_source(
         ranked_with.append(source)  # the real one loads the model: seconds of torch
         return {qid: sorted(corpus)[:k] for qid in queries}
 
-    monkeypatch.setattr("embtune.clickstream.simulate.top_k", fake_top_k)
+    monkeypatch.setattr("embtune.demo.simulate.top_k", fake_top_k)
     model_id = register(url)
     report = ok_json(embtune(url, "clickstream", "simulate", "--beir", str(beir),
                              "--model-id", model_id, "--sessions-per-query", "2",
@@ -325,7 +325,7 @@ def test_demo_runs_run_demo_and_refuses_to_wipe_foreign_data(
         calls.append(kwargs)
         return {"status": "done"}
 
-    monkeypatch.setattr("embtune.demo.run_demo", fake_run_demo)
+    monkeypatch.setattr("embtune.demo.run.run_demo", fake_run_demo)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["demo", "--limit", "5", "-p", "epochs=1"])
     assert result.exit_code == 0, result.output

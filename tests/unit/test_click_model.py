@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from embtune.clickstream.click_model import PositionBiasedClickModel
+from embtune.demo.click_model import PositionBiasedClickModel
 
 
 def test_same_seed_and_key_give_the_same_clicks() -> None:

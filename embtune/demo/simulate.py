@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from embtune.clickstream.beir import load_corpus, load_qrels, load_queries
-from embtune.clickstream.click_model import PositionBiasedClickModel
 from embtune.client import Client
+from embtune.demo.beir import load_corpus, load_qrels, load_queries
+from embtune.demo.click_model import PositionBiasedClickModel
 
 
 @dataclass

@@ -8,129 +8,25 @@ API while showing progress, and prints what changed.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from embtune.clickstream.click_model import PositionBiasedClickModel
 from embtune.client import Client
 from embtune.config import Settings
+from embtune.console import follow_task, metrics_table, report_table
+from embtune.demo.click_model import PositionBiasedClickModel
+from embtune.demo.server import free_port, start_server
 
 BASE_SOURCE = "builtin:all-MiniLM-L6-v2"
-METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
-
-
-@dataclass
-class DemoServer:
-    url: str
-    server: Any
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(settings: Settings, host: str, port: int) -> DemoServer:
-    """Run the app with uvicorn in a background thread and wait until it answers."""
-    import uvicorn
-
-    from embtune.api.app import create_app
-
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="embtune-demo-server", daemon=True)
-    thread.start()
-    url = f"http://{host}:{port}"
-    with Client(url, timeout=5) as probe:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                probe.health()
-                break
-            except Exception:
-                if time.monotonic() > deadline or not thread.is_alive():
-                    raise RuntimeError("the embtune server did not start") from None
-                time.sleep(0.2)
-    return DemoServer(url, server, thread)
-
-
-def follow_task(api: Client, task_id: str, console: Console) -> Any:
-    """A live progress bar until the task ends; returns the final task."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.fields[status]:<10}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        handle = bar.add_task("task", total=1.0, status="pending", message="")
-        final = None
-        for task in api.follow(task_id):
-            p = task.progress
-            extra = p.model_extra or {}
-            message = p.message
-            if p.total_steps:
-                message += f"  step {p.step}/{p.total_steps}"
-            if "loss" in extra and extra["loss"] is not None:
-                message += f"  loss {float(extra['loss']):.4f}"
-            if extra.get("eta_s"):
-                message += f"  eta {float(extra['eta_s']):.0f}s"
-            bar.update(handle, completed=p.fraction, status=task.status.value,
-                       message=escape(message))
-            final = task
-        return final
-
-
-def metrics_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="Validation sessions: source model vs tuned model")
-    table.add_column("metric")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("change", justify="right")
-    before, after = metrics.get("before", {}), metrics.get("after", {})
-    for name in METRICS:
-        if name in before and name in after:
-            change = after[name] - before[name]
-            colour = "green" if change > 0 else "red" if change < 0 else ""
-            table.add_row(name, f"{before[name]:.4f}", f"{after[name]:.4f}",
-                          f"[{colour}]{change:+.4f}[/]" if colour else f"{change:+.4f}")
-    return table
-
-
-def report_table(per_query: dict[str, Any]) -> Table:
-    table = Table(title=(
-        f"Per query: {per_query.get('better', 0)} better, {per_query.get('worse', 0)} worse, "
-        f"{per_query.get('same', 0)} unchanged — worst regressions"
-    ))
-    table.add_column("query")
-    table.add_column("rank before", justify="right")
-    table.add_column("rank after", justify="right")
-    for row in per_query.get("worst_regressions", [])[:10]:
-        table.add_row(str(row["query"]), str(row["rank_before"] or "—"),
-                      str(row["rank_after"] or "—"))
-    return table
 
 
 def load_shop(api: Client, console: Console, sessions_per_query: int, seed: int) -> int:
-    from embtune.clickstream.simulate import top_k
-    from embtune.demo_data import build_catalogue
+    from embtune.demo.shop_data import build_catalogue
+    from embtune.demo.simulate import top_k
 
     items, queries = build_catalogue(seed)
     api.upsert_items({"object_id": i.object_id, "text": i.text} for i in items)
@@ -173,7 +69,7 @@ def ground_truth_table(api: Client, models: dict[str, str], seed: int) -> Table:
     `POST /embedding-models/{id}/embed` — the way a search team would re-index."""
     import math
 
-    from embtune.demo_data import build_catalogue
+    from embtune.demo.shop_data import build_catalogue
 
     items, queries = build_catalogue(seed)
     item_ids = [i.object_id for i in items]
@@ -208,8 +104,8 @@ def ground_truth_table(api: Client, models: dict[str, str], seed: int) -> Table:
 
 def load_beir(api: Client, console: Console, beir: Path, split: str, limit: int | None,
               seed: int) -> int:
-    from embtune.clickstream.beir import iter_corpus
-    from embtune.clickstream.simulate import simulate_beir
+    from embtune.demo.beir import iter_corpus
+    from embtune.demo.simulate import simulate_beir
 
     batch: list[dict[str, str]] = []
     count = 0
