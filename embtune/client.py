@@ -17,13 +17,9 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from embtune.api.clickstream_schemas import BatchPublic
-from embtune.api.schemas import (
-    ModelPublic,
-    PluginPublic,
-    TaskEventPublic,
-    TaskPublic,
-)
+from embtune.schemas.clickstream import BatchPublic
+from embtune.schemas.models import ModelPublic, PluginPublic
+from embtune.schemas.tasks import TaskEventPublic, TaskPublic
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -22,7 +22,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from embtune.api.clickstream_schemas import BatchPublic
 from embtune.cli.common import (
     JsonOption,
     UrlOption,
@@ -37,6 +36,7 @@ from embtune.cli.common import (
     when,
 )
 from embtune.client import DEFAULT_URL, ApiError, Client, ConflictError, format_detail
+from embtune.schemas.clickstream import BatchPublic
 
 app = typer.Typer(help="Search sessions and the batches they are trained in.",
                   no_args_is_help=True)

@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from embtune.api.schemas import ModelPublic
 from embtune.cli.common import (
     JsonOption,
     UrlOption,
@@ -24,6 +23,7 @@ from embtune.cli.common import (
     when,
 )
 from embtune.client import DEFAULT_URL
+from embtune.schemas.models import ModelPublic
 
 app = typer.Typer(help="Embedding models: register, list, inspect, download.",
                   no_args_is_help=True)

@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from embtune.api.schemas import TaskPublic
 from embtune.cli.common import (
     JsonOption,
     ParamOption,
@@ -30,6 +29,7 @@ from embtune.cli.common import (
 )
 from embtune.client import DEFAULT_URL, Client, ConflictError
 from embtune.console import follow_task, metrics_table, report_table
+from embtune.schemas.tasks import TaskPublic
 
 app = typer.Typer(help="Fine-tuning tasks: create, follow, list, cancel, restart.",
                   no_args_is_help=True)

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embtune.api.schemas import MAX_JSON_BYTES, MAX_JSON_DEPTH
+from embtune.schemas.json_object import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from tests.conftest import register_model
 
 TASKS = "/api/v1/fine-tuning/task"

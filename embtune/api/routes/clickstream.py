@@ -7,7 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.clickstream_schemas import (
+from embtune.api.deps import ClickstreamDep
+from embtune.api.params import PathId
+from embtune.api.responses import UNDECODABLE, error_responses
+from embtune.schemas.clickstream import (
     BatchPublic,
     EventsPush,
     EventsPushed,
@@ -15,8 +18,6 @@ from embtune.api.clickstream_schemas import (
     SessionPublic,
     SessionRef,
 )
-from embtune.api.deps import ClickstreamDep
-from embtune.api.schemas import UNDECODABLE, PathId, error_responses
 
 router = APIRouter(
     prefix="/api/v1/clickstream", tags=["clickstream"], responses=error_responses(401, 503)
@@ -47,7 +48,7 @@ async def create_session(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return SessionPublic.of(record)
+    return SessionPublic.model_validate(record)
 
 
 @router.post(
@@ -84,7 +85,8 @@ async def push_events(body: EventsPush, clickstream: ClickstreamDep) -> EventsPu
 async def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> SessionPublic:
     """Flag a session whose results held nothing relevant (training uses it as negatives).
     Repeating it is harmless; a session with a click cannot be irrelevant (409)."""
-    return SessionPublic.of(await run_in_threadpool(clickstream.mark_irrelevant, body.session_id))
+    record = await run_in_threadpool(clickstream.mark_irrelevant, body.session_id)
+    return SessionPublic.model_validate(record)
 
 
 @router.get(
@@ -93,7 +95,7 @@ async def mark_irrelevant(body: SessionRef, clickstream: ClickstreamDep) -> Sess
     responses=error_responses(404, 422, described=UNKNOWN_SESSION),
 )
 async def get_session(session_id: PathId, clickstream: ClickstreamDep) -> SessionPublic:
-    return SessionPublic.of(await run_in_threadpool(clickstream.session, session_id))
+    return SessionPublic.model_validate(await run_in_threadpool(clickstream.session, session_id))
 
 
 @router.post(
@@ -103,7 +105,7 @@ async def get_session(session_id: PathId, clickstream: ClickstreamDep) -> Sessio
 )
 async def release_batch(clickstream: ClickstreamDep) -> BatchPublic:
     """Freeze the open batch for training and open a new one."""
-    return BatchPublic.of(await run_in_threadpool(clickstream.release))
+    return BatchPublic.model_validate(await run_in_threadpool(clickstream.release))
 
 
 @router.get("/batch", response_model=list[BatchPublic], responses=error_responses(422))
@@ -119,7 +121,7 @@ async def list_batches(
         lambda: clickstream.batches_page(offset=offset, limit=limit)
     )
     response.headers["X-Total-Count"] = str(total)
-    return [BatchPublic.of(batch) for batch in page]
+    return [BatchPublic.model_validate(batch) for batch in page]
 
 
 @router.get(
@@ -128,4 +130,4 @@ async def list_batches(
     responses=error_responses(404, 422, described={404: "Unknown batch"}),
 )
 async def get_batch(batch_id: PathId, clickstream: ClickstreamDep) -> BatchPublic:
-    return BatchPublic.of(await run_in_threadpool(clickstream.batch, batch_id))
+    return BatchPublic.model_validate(await run_in_threadpool(clickstream.batch, batch_id))

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from embtune.api.deps import RuntimeDep
 from embtune.api.readiness import ReadinessProbes
-from embtune.api.schemas import Readiness
+from embtune.schemas.health import Readiness
 
 router = APIRouter(tags=["health"])
 _probes_lock = threading.Lock()

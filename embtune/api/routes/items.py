@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.clickstream_schemas import ItemPublic, ItemsUpsert, ItemsUpserted
 from embtune.api.deps import ClickstreamDep
-from embtune.api.schemas import UNDECODABLE, PathId, error_responses
+from embtune.api.params import PathId
+from embtune.api.responses import UNDECODABLE, error_responses
+from embtune.schemas.clickstream import ItemPublic, ItemsUpsert, ItemsUpserted
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"], responses=error_responses(401, 503))
 
@@ -41,7 +42,7 @@ async def list_items(
         lambda: clickstream.items_page(offset=offset, limit=limit)
     )
     response.headers["X-Total-Count"] = str(total)
-    return [ItemPublic.of(item) for item in page]
+    return [ItemPublic.model_validate(item) for item in page]
 
 
 # `:path` so an object id containing "/" still addresses its item.
@@ -51,4 +52,4 @@ async def list_items(
     responses=error_responses(404, 422, described={404: "Unknown item"}),
 )
 async def get_item(object_id: PathId, clickstream: ClickstreamDep) -> ItemPublic:
-    return ItemPublic.of(await run_in_threadpool(clickstream.item, object_id))
+    return ItemPublic.model_validate(await run_in_threadpool(clickstream.item, object_id))

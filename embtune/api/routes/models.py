@@ -10,15 +10,14 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import ModelsDep, ServingDep
-from embtune.api.schemas import (
-    UNDECODABLE,
+from embtune.api.params import PathId
+from embtune.api.responses import UNDECODABLE, error_responses
+from embtune.schemas.models import (
     EmbedRequest,
     EmbedResponse,
     ModelCreate,
     ModelPublic,
-    PathId,
     PluginPublic,
-    error_responses,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["models"], responses=error_responses(401, 503))
@@ -38,7 +37,8 @@ UNKNOWN_MODEL = {404: "Unknown embedding model"}
     ),
 )
 async def register_model(body: ModelCreate, models: ModelsDep) -> ModelPublic:
-    return ModelPublic.of(await run_in_threadpool(lambda: models.register(**body.model_dump())))
+    model = await run_in_threadpool(lambda: models.register(**body.model_dump()))
+    return ModelPublic.model_validate(model)
 
 
 @router.get(
@@ -52,7 +52,7 @@ async def list_models(
 ) -> list[ModelPublic]:
     page, total = await run_in_threadpool(lambda: models.page(offset=offset, limit=limit))
     response.headers["X-Total-Count"] = str(total)
-    return [ModelPublic.of(m) for m in page]
+    return [ModelPublic.model_validate(m) for m in page]
 
 
 @router.get(
@@ -61,7 +61,7 @@ async def list_models(
     responses=error_responses(404, 422, described=UNKNOWN_MODEL),
 )
 async def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
-    return ModelPublic.of(await run_in_threadpool(models.get, model_id))
+    return ModelPublic.model_validate(await run_in_threadpool(models.get, model_id))
 
 
 @router.get(
@@ -71,7 +71,8 @@ async def get_model(model_id: PathId, models: ModelsDep) -> ModelPublic:
 )
 async def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic]:
     """The model, its parent, and so on back to the base model."""
-    return [ModelPublic.of(m) for m in await run_in_threadpool(models.lineage, model_id)]
+    lineage = await run_in_threadpool(models.lineage, model_id)
+    return [ModelPublic.model_validate(m) for m in lineage]
 
 
 @router.get(

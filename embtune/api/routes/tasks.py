@@ -9,17 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import TasksDep
 from embtune.api.errors import query_error
-from embtune.api.schemas import (
-    NO_NUL,
-    UNDECODABLE,
-    PathId,
-    PreflightPublic,
-    TaskCreate,
-    TaskEventPublic,
-    TaskPublic,
-    error_responses,
-)
+from embtune.api.params import PathId
+from embtune.api.responses import UNDECODABLE, error_responses
 from embtune.domain.tasks import TaskStatus
+from embtune.schemas.common import NO_NUL
+from embtune.schemas.tasks import PreflightPublic, TaskCreate, TaskEventPublic, TaskPublic
 
 router = APIRouter(
     prefix="/api/v1/fine-tuning", tags=["fine-tuning"], responses=error_responses(401, 503)
@@ -55,7 +49,7 @@ async def create_task(body: TaskCreate, tasks: TasksDep, response: Response) -> 
     task, created = await run_in_threadpool(lambda: tasks.create(**body.model_dump()))
     if not created:
         response.status_code = status.HTTP_200_OK
-    return TaskPublic.of(task)
+    return TaskPublic.model_validate(task)
 
 
 @router.post(
@@ -99,7 +93,7 @@ async def list_tasks(
         )
     )
     response.headers["X-Total-Count"] = str(total)
-    return [TaskPublic.of(t) for t in page]
+    return [TaskPublic.model_validate(t) for t in page]
 
 
 @router.get(
@@ -108,7 +102,7 @@ async def list_tasks(
     responses=error_responses(404, 422, described=UNKNOWN_TASK),
 )
 async def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
-    return TaskPublic.of(await run_in_threadpool(tasks.get, task_id))
+    return TaskPublic.model_validate(await run_in_threadpool(tasks.get, task_id))
 
 
 @router.get(
@@ -118,7 +112,8 @@ async def get_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
 )
 async def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]:
     """Transitions and progress messages, oldest first."""
-    return [TaskEventPublic.of(e) for e in await run_in_threadpool(tasks.events, task_id)]
+    events = await run_in_threadpool(tasks.events, task_id)
+    return [TaskEventPublic.model_validate(e) for e in events]
 
 
 @router.put(
@@ -128,7 +123,7 @@ async def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]
 )
 async def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Back to pending with a new message; a processing task is returned unchanged."""
-    return TaskPublic.of(await run_in_threadpool(tasks.restart, task_id))
+    return TaskPublic.model_validate(await run_in_threadpool(tasks.restart, task_id))
 
 
 @router.put(
@@ -140,4 +135,4 @@ async def restart_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
 )
 async def cancel_task(task_id: PathId, tasks: TasksDep) -> TaskPublic:
     """Pending or processing → canceled; canceled → unchanged; finished → 409."""
-    return TaskPublic.of(await run_in_threadpool(tasks.cancel, task_id))
+    return TaskPublic.model_validate(await run_in_threadpool(tasks.cancel, task_id))

@@ -1,4 +1,4 @@
-"""API schemas of the catalogue and the clickstream: what clients send and receive.
+"""The catalogue and the clickstream on the wire: what clients send and receive.
 
 Fixed limits live here as Field bounds; the deployment-tunable ones (query length, results per
 session, events per push, item text length) come from settings and are checked by the service.
@@ -10,11 +10,19 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 from pydantic_core import PydanticCustomError
 
-from embtune.api.schemas import NO_NUL, JsonObject
-from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord
+from embtune.domain.clickstream import BatchStatus
+from embtune.schemas.common import NO_NUL
+from embtune.schemas.json_object import JsonObject
 
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -80,21 +88,15 @@ class ItemsUpserted(BaseModel):
 
 
 class ItemPublic(BaseModel):
+    # Read from the domain `Item` by attribute name.
+
+    model_config = ConfigDict(from_attributes=True)
+
     object_id: str
     text: str
     meta: Meta
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, item: Item) -> ItemPublic:
-        return cls(
-            object_id=item.object_id,
-            text=item.text,
-            meta=item.meta,
-            created_at=item.created_at,
-            updated_at=item.updated_at,
-        )
 
 
 # -- sessions -------------------------------------------------------------------------------------
@@ -140,12 +142,16 @@ class SessionRef(_Request):
 
 
 class SearchResultPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     object_id: str
     rank: int
     meta: Meta
 
 
 class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     event_id: str
     object_id: str
     event_type: str
@@ -153,44 +159,30 @@ class EventPublic(BaseModel):
 
 
 class SessionPublic(BaseModel):
+    # Read from the domain `SessionRecord`, whose `query` and `results` are named here as the
+    # request names them (`search_query`, `search_results`).
+
+    model_config = ConfigDict(from_attributes=True)
+
     session_id: str
     batch_id: str
-    search_query: str
+    search_query: str = Field(validation_alias=AliasChoices("search_query", "query"))
     user_id: str | None
     created_at: datetime
     search_meta: Meta
     irrelevant: bool
-    search_results: list[SearchResultPublic]
+    search_results: list[SearchResultPublic] = Field(
+        validation_alias=AliasChoices("search_results", "results")
+    )
     events: list[EventPublic]
-
-    @classmethod
-    def of(cls, record: SessionRecord) -> SessionPublic:
-        return cls(
-            session_id=record.session_id,
-            batch_id=record.batch_id,
-            search_query=record.query,
-            user_id=record.user_id,
-            created_at=record.created_at,
-            search_meta=record.search_meta,
-            irrelevant=record.irrelevant,
-            search_results=[
-                SearchResultPublic(object_id=r.object_id, rank=r.rank, meta=r.meta)
-                for r in record.results
-            ],
-            events=[
-                EventPublic(
-                    event_id=e.event_id,
-                    object_id=e.object_id,
-                    event_type=e.event_type,
-                    created_at=e.created_at,
-                )
-                for e in record.events
-            ],
-        )
 
 
 # -- batches --------------------------------------------------------------------------------------
 class BatchPublic(BaseModel):
+    # Read from the domain `Batch` by attribute name.
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     status: BatchStatus
     created_at: datetime
@@ -207,17 +199,3 @@ class BatchPublic(BaseModel):
         description="Tasks that name this batch, oldest first. A released batch with none "
         "was released by `POST /batch/release` and awaits a task.",
     )
-
-    @classmethod
-    def of(cls, batch: Batch) -> BatchPublic:
-        return cls(
-            id=batch.id,
-            status=batch.status,
-            created_at=batch.created_at,
-            released_at=batch.released_at,
-            sessions_count=batch.sessions_count,
-            clicks_count=batch.clicks_count,
-            irrelevant_count=batch.irrelevant_count,
-            late_events=batch.late_events,
-            task_ids=list(batch.task_ids),
-        )
