@@ -13,11 +13,11 @@ from datetime import timedelta
 
 from dramatiq_abort.backend import Event, EventBackend
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from embtune.outage_log import OutageLog
 from embtune.storage.db import Database, utcnow
 from embtune.storage.tables import AbortSignalRow
+from embtune.storage.upsert import insert_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,10 @@ class DatabaseEventBackend(EventBackend):
 
     def notify(self, events: Iterable[Event], ttl: int) -> None:
         expires = utcnow() + timedelta(milliseconds=ttl)
-        ins = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
         with self.db.transaction() as session:
             session.execute(delete(AbortSignalRow).where(AbortSignalRow.expires_at < utcnow()))
             for event in events:
-                stmt = ins(AbortSignalRow).values(
+                stmt = insert_on_conflict(self.db.dialect, AbortSignalRow).values(
                     key=event.key, params=dict(event.params), expires_at=expires
                 )
                 session.execute(

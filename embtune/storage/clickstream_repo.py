@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from embtune.clickstream.sessions import Session as TrainingSession
@@ -39,6 +39,7 @@ from embtune.storage.tables import (
     SessionResultRow,
     TaskRow,
 )
+from embtune.storage.upsert import dialect_name, insert_on_conflict
 
 CLICK = "click"
 
@@ -52,8 +53,8 @@ _OPEN_BATCH_ATTEMPTS = 10
 
 
 def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+    """This session's database's `INSERT … ON CONFLICT` construct, to call on a table."""
+    return partial(insert_on_conflict, dialect_name(session))
 
 
 class ClickstreamRepository:

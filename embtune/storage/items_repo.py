@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from embtune.domain.clickstream import Item, UpsertCounts
 from embtune.storage.tables import ItemRow
+from embtune.storage.upsert import dialect_name, insert_on_conflict
 
 # Ids per `IN (…)` list: far below SQLite's and PostgreSQL's bound-parameter limits.
 ID_CHUNK = 500
@@ -47,9 +47,7 @@ class ItemRepository:
         """
         if not items:
             return UpsertCounts(0, 0)
-        dialect = session.get_bind().dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = ins(ItemRow).values(
+        stmt = insert_on_conflict(dialect_name(session), ItemRow).values(
             [
                 {
                     "object_id": item["object_id"],
