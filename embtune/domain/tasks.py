@@ -1,8 +1,10 @@
 """Task states and the transitions between them, written down once.
 
-Every status change anywhere in embtune is one of `Transition`: storage turns it into a
-compare-and-set `UPDATE … WHERE status IN (sources)`, so racing workers, cancels and restarts can
-only ever produce the states this table allows.
+Every status change anywhere in embtune is one of `Transition`, creation included: storage turns
+`create` into the insert that writes the first status, and every other one into a compare-and-set
+`UPDATE … WHERE status IN (sources)`, so racing workers, cancels and restarts can only ever
+produce the states this table allows. Nothing here knows what a task does (fine-tuning today):
+the table is about a task's lifecycle, so another kind of task can share it.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ FINISHED_WITH_RESULT = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus
 class TransitionRule:
     sources: frozenset[TaskStatus]
     target: TaskStatus
+    # what the history says when the caller gives no message ("" → the transition's name)
+    event_message: str = ""
 
 
 class Transition(enum.Enum):
     """Named state changes; the value is (allowed sources, target)."""
 
-    create = TransitionRule(frozenset(), TaskStatus.pending)
+    # No sources: a task is born by this transition (an insert), never moved into it.
+    create = TransitionRule(frozenset(), TaskStatus.pending, "created")
     claim = TransitionRule(frozenset({TaskStatus.pending}), TaskStatus.processing)
     complete = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.done)
     fail = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed)
@@ -75,8 +80,21 @@ class Transition(enum.Enum):
     def target(self) -> TaskStatus:
         return self.value.target
 
+    @property
+    def event_message(self) -> str:
+        """The message of this transition's event when the caller gives none."""
+        return self.value.event_message or self.name
+
     def allows(self, status: TaskStatus) -> bool:
         return status in self.sources
+
+
+class TaskEventKind(enum.StrEnum):
+    """What a line of a task's history records; the value is what is stored and served."""
+
+    transition = "transition"  # a status change (one of `Transition`)
+    progress = "progress"  # a phase message reported by the running method
+    run = "run"  # a note about the run that changes no status (batch released, run stopped)
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,7 @@ class Task:
 class TaskEvent:
     id: int
     task_id: str
-    kind: str  # "transition" | "progress"
+    kind: TaskEventKind
     from_status: TaskStatus | None
     to_status: TaskStatus | None
     message: str

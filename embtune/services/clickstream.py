@@ -19,7 +19,7 @@ from embtune.clickstream.sessions import Session
 from embtune.config import Settings
 from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord, UpsertCounts
 from embtune.domain.fingerprint import request_fingerprint
-from embtune.domain.tasks import TaskStatus
+from embtune.domain.tasks import TaskEventKind, TaskStatus
 from embtune.errors import Conflict, InvalidParams, NotFound, TaskRefused, TaskStopped
 from embtune.storage.clickstream_repo import CLICK, ClickstreamRepository
 from embtune.storage.db import Database, utcnow
@@ -367,7 +367,7 @@ class ClickstreamService:
                 )
             self.tasks.update_live(session, task_id, broker_id, {"batch_id": released.id})
             self.tasks.add_event(
-                session, task_id, "run", None, None, f"released batch {released.id}"
+                session, task_id, TaskEventKind.run, None, None, f"released batch {released.id}"
             )
             return released.id
 

@@ -11,16 +11,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from embtune.artifacts import ArtifactStore
 from embtune.domain.retry import RetryDecision, RetryPolicy
-from embtune.domain.tasks import Progress, TaskStatus, Transition
+from embtune.domain.tasks import TaskStatus
 from embtune.outage_log import OutageLog
 from embtune.services.tasks import TaskService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
-from embtune.storage.tables import TaskRow
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class Recovery:
         for task in undelivered:
             if task.broker_id and self.tasks.send(task.id, task.broker_id):
                 report.resent += 1
-        for task in stale:
+        for task in stale:  # each guarded again: a beat may have arrived since the read
             if self.policy.decide(task.attempts) is RetryDecision.requeue:
                 report.requeued += self._requeue(task.id, task.broker_id, cutoff)
             else:
@@ -125,41 +124,26 @@ class Recovery:
             swept += 1
         return swept
 
-    def _requeue(self, task_id: str, old_broker_id: str | None, cutoff: object) -> int:
+    def _requeue(self, task_id: str, old_broker_id: str | None, cutoff: datetime) -> int:
         broker_id = new_id()
         with self.db.transaction() as session:
-            task = self.repo.apply(
-                session,
-                task_id,
-                Transition.requeue,
-                broker_id=old_broker_id,
-                extra_where=[TaskRow.heartbeat_at < cutoff],
-                message=REQUEUE_MESSAGE,
-                values={
-                    "broker_id": broker_id,
-                    "dispatched_at": None,
-                    "heartbeat_at": None,
-                    "worker_id": None,
-                    # the dead run's figures would read as live until the next claim
-                    "progress": Progress(message=REQUEUE_MESSAGE).to_dict(),
-                },
+            # the dead run's figures would read as live until the next claim: the progress
+            # says it was re-queued
+            task = self.repo.requeue_if_stale(
+                session, task_id, old_broker_id, cutoff, broker_id, REQUEUE_MESSAGE
             )
         if task is None:
             return 0
         self.tasks.send(task_id, broker_id)
         return 1
 
-    def _give_up(self, task_id: str, broker_id: str | None, attempts: int, cutoff: object) -> int:
+    def _give_up(
+        self, task_id: str, broker_id: str | None, attempts: int, cutoff: datetime
+    ) -> int:
         detail = self.policy.give_up_detail(attempts)
         with self.db.transaction() as session:
-            task = self.repo.apply(
-                session,
-                task_id,
-                Transition.give_up,
-                broker_id=broker_id,
-                extra_where=[TaskRow.heartbeat_at < cutoff],
-                message=detail,
-                values={"detail": detail, "finished_at": utcnow()},
+            task = self.repo.give_up_if_stale(
+                session, task_id, broker_id, cutoff, detail, utcnow()
             )
         return int(task is not None)
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from embtune import allocator
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.tasks import Progress, Task, TaskStatus, Transition
+from embtune.domain.tasks import Progress, Task, TaskEventKind, TaskStatus, Transition
 from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
 from embtune.outage_log import OutageLog
 from embtune.plugins.base import (
@@ -42,7 +42,6 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
-from embtune.storage.tables import TaskRow
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
@@ -180,24 +179,8 @@ class TaskRunner:
 
     # -- phases --------------------------------------------------------------------------------
     def _claim(self, task_id: str, broker_id: str) -> Task | None:
-        now = utcnow()
         with self.db.transaction() as session:
-            return self.tasks.apply(
-                session,
-                task_id,
-                Transition.claim,
-                broker_id=broker_id,
-                message=f"claimed by {worker_identity()}",
-                values={
-                    "started_at": now,
-                    "heartbeat_at": now,
-                    "finished_at": None,
-                    "attempts": TaskRow.attempts + 1,
-                    "worker_id": worker_identity(),
-                    "progress": Progress(message="starting").to_dict(),
-                    "detail": None,
-                },
-            )
+            return self.tasks.claim(session, task_id, broker_id, worker_identity(), utcnow())
 
     def _run(self, task: Task, live: _LiveRun, staging: Path) -> None:
         with self.db.read() as session:
@@ -305,7 +288,7 @@ class TaskRunner:
         """Append a run event without touching the status (the run no longer owns the task)."""
         try:
             with self.db.transaction() as session:
-                self.tasks.add_event(session, task_id, "run", None, None, message)
+                self.tasks.add_event(session, task_id, TaskEventKind.run, None, None, message)
         except Exception:
             log.exception("could not record a note for task %s", task_id)
 
@@ -316,18 +299,8 @@ class TaskRunner:
         new_broker_id = new_id()
         try:
             with self.db.transaction() as session:
-                task = self.tasks.apply(
-                    session,
-                    live.task_id,
-                    Transition.requeue,
-                    broker_id=live.broker_id,
-                    message=message,
-                    values={
-                        "broker_id": new_broker_id,
-                        "dispatched_at": None,
-                        "worker_id": None,
-                        "progress": Progress(message=message).to_dict(),
-                    },
+                task = self.tasks.hand_back(
+                    session, live.task_id, live.broker_id, new_broker_id, message
                 )
             if task is not None and self.requeue is not None:
                 self.requeue(live.task_id, new_broker_id)
@@ -374,7 +347,7 @@ class TaskRunner:
 
     def _add_progress_events(self, session: Session, task_id: str, messages: list[str]) -> None:
         for message in messages:
-            self.tasks.add_event(session, task_id, "progress", None, None, message)
+            self.tasks.add_event(session, task_id, TaskEventKind.progress, None, None, message)
 
     def _flush_messages(self, session: Session, live: _LiveRun) -> None:
         """Phase messages reported since the last beat (a short last phase finishes between

@@ -94,9 +94,8 @@ class TaskService:
             }
         )
         now = utcnow()
-        values = {
+        values = {  # the status and the "created" event come from `Transition.create`
             "id": new_id(),
-            "status": TaskStatus.pending.value,
             "embedding_model_id": embedding_model_id,
             "idempotency_key": idempotency_key,
             "request_hash": fingerprint,
@@ -111,7 +110,7 @@ class TaskService:
             "updated_at": now,
         }
         with self.db.transaction() as session:
-            created = self.tasks.insert_if_absent(session, values)
+            created = self.tasks.create(session, values)
             if created is None:
                 assert idempotency_key is not None
                 found = self.tasks.get_by_key(session, idempotency_key)

@@ -15,10 +15,10 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import Select, event, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from embtune.storage.tables import TaskCountRow
+from embtune.storage.upsert import dialect_name, insert_on_conflict
 
 _PENDING = "embtune.task_count_deltas"
 
@@ -36,11 +36,11 @@ def record(
         deltas[(embedding_model_id, new)] += 1
 
 
-def upsert(dialect: Any, rows: Select[Any] | None = None) -> Any:
+def upsert(dialect: str, rows: Select[Any] | None = None) -> Any:
     """INSERT … ON CONFLICT adding `n` to a tally: of bound values, or of the (model, status,
     n) rows of `rows` (the PostgreSQL create folds its tally into its insert this way)."""
     table = TaskCountRow.__table__
-    stmt = dialect.insert(table)
+    stmt = insert_on_conflict(dialect, table)
     if rows is not None:
         stmt = stmt.from_select(["embedding_model_id", "status", "n"], rows)
     return stmt.on_conflict_do_update(
@@ -48,7 +48,7 @@ def upsert(dialect: Any, rows: Select[Any] | None = None) -> Any:
     )
 
 
-_UPSERT = {"postgresql": upsert(postgresql), "sqlite": upsert(sqlite)}
+_UPSERT = {name: upsert(name) for name in ("postgresql", "sqlite")}
 
 
 @event.listens_for(Session, "before_commit")
@@ -61,7 +61,7 @@ def _write_deltas(session: Session) -> None:
         for (model_id, status), delta in sorted(deltas.items())
         if delta
     ]
-    stmt = _UPSERT[session.get_bind().dialect.name]
+    stmt = _UPSERT[dialect_name(session)]
     for row in rows:  # one statement each, in key order: the lock order is global
         session.execute(stmt, row)
 

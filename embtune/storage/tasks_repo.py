@@ -1,8 +1,12 @@
 """Task rows <-> domain objects, and the one place a task's status is written.
 
-`apply` is a compare-and-set: `UPDATE … WHERE id = :id AND status IN (:sources)` (plus the broker
-id when the caller acts on behalf of one message). It returns the new row, or None when the task
-was not in an allowed state, and writes the transition event in the same transaction.
+A task is born by `create` (`Transition.create`: its target status and its "created" event).
+Every later change is `apply`, a compare-and-set: `UPDATE … WHERE id = :id AND status IN
+(:sources)` (plus the message id when the caller acts on behalf of one message). It returns the
+new row, or None when the task was not in an allowed state, and writes the transition event in
+the same transaction. The lifecycle's verbs (`claim`, `hand_back`, `requeue_if_stale`,
+`give_up_if_stale`) take domain values and keep the column expressions here, so services never
+build SQL. None of this knows what a task computes: it is about the lifecycle columns only.
 """
 
 from __future__ import annotations
@@ -12,13 +16,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, literal, null, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from embtune.domain.tasks import Progress, Task, TaskEvent, TaskStatus, Transition
+from embtune.domain.tasks import (
+    Progress,
+    Task,
+    TaskEvent,
+    TaskEventKind,
+    TaskStatus,
+    Transition,
+)
 from embtune.storage import task_counts
 from embtune.storage.db import utcnow
 from embtune.storage.tables import TaskEventRow, TaskRow
+from embtune.storage.upsert import dialect_name, insert_on_conflict
 
 # The hot statements work on the Core tables with bound parameters: compiled once and cached,
 # without the ORM's per-call attribute coercion (a third of a create's cost before).
@@ -27,11 +38,11 @@ _INSERT_EVENT = insert(TaskEventRow.__table__)
 # every column bound explicitly (a column the caller leaves out is NULL), so the statement is
 # one compiled form whatever the caller passes — also inside the CTE below
 _INSERT_TASK = {
-    name: dialect.insert(TASKS)
+    name: insert_on_conflict(name, TASKS)
     .values({c.name: bindparam(c.name, type_=c.type) for c in TASKS.c})
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
     .returning(*TASKS.c)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    for name in ("postgresql", "sqlite")
 }
 
 
@@ -43,7 +54,7 @@ _MARK_DISPATCHED = (
 
 
 def _insert_task_with_event() -> Any:
-    """PostgreSQL: the task, its "created" event and its tally in one statement
+    """PostgreSQL: the task, its `Transition.create` event and its tally in one statement
     (data-modifying CTEs), one round trip instead of three; the event and the tally are
     written only when the task was."""
     task = _INSERT_TASK["postgresql"].cte("new_task")
@@ -53,10 +64,10 @@ def _insert_task_with_event() -> Any:
             ["task_id", "kind", "from_status", "to_status", "message", "created_at"],
             select(
                 task.c.id,
-                literal("transition"),
-                null(),
-                literal(TaskStatus.pending.value),
-                literal("created"),
+                literal(TaskEventKind.transition.value),
+                null(),  # `create` has no source status
+                literal(Transition.create.target.value),
+                literal(Transition.create.event_message),
                 task.c.created_at,
             ),
         )
@@ -65,7 +76,7 @@ def _insert_task_with_event() -> Any:
     # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
     # is the create's last before COMMIT, so it never waits for anything while holding it
     tally = task_counts.upsert(
-        postgresql, select(task.c.embedding_model_id, task.c.status, literal(1))
+        "postgresql", select(task.c.embedding_model_id, task.c.status, literal(1))
     ).cte("created_tally")
     return select(task).add_cte(event).add_cte(tally)
 
@@ -103,7 +114,7 @@ def _to_event(row: TaskEventRow) -> TaskEvent:
     return TaskEvent(
         id=row.id,
         task_id=row.task_id,
-        kind=row.kind,
+        kind=TaskEventKind(row.kind),
         from_status=TaskStatus(row.from_status) if row.from_status else None,
         to_status=TaskStatus(row.to_status) if row.to_status else None,
         message=row.message,
@@ -114,26 +125,30 @@ def _to_event(row: TaskEventRow) -> TaskEvent:
 class TaskRepository:
     """Stateless; every method works inside the caller's transaction."""
 
-    def insert_if_absent(self, session: Session, values: dict[str, Any]) -> Task | None:
-        """Insert unless the idempotency key exists; the new task, or None when the key did.
+    def create(self, session: Session, values: dict[str, Any]) -> Task | None:
+        """Insert a task by `Transition.create` unless the idempotency key exists; the new
+        task, or None when the key did.
 
-        `ON CONFLICT DO NOTHING` on the unique key makes concurrent creates with one key
-        atomic on both databases: exactly one insert wins, the rest see the winner's row.
-        (A NULL key never conflicts.)
+        The status and the event come from the transition, never from `values`. `ON CONFLICT
+        DO NOTHING` on the unique key makes concurrent creates with one key atomic on both
+        databases: exactly one insert wins, the rest see the winner's row. (A NULL key never
+        conflicts.)
         """
         # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING;
         # returning the row also saves reading it back
         unknown = values.keys() - TASKS.c.keys()
         if unknown:
             raise ValueError(f"not columns of tasks: {sorted(unknown)}")
+        if "status" in values:
+            raise ValueError("a new task's status is Transition.create's target, not a value")
         params = {c.name: values.get(c.name) for c in TASKS.c}
-        if session.get_bind().dialect.name == "postgresql":
+        params["status"] = Transition.create.target.value
+        if dialect_name(session) == "postgresql":
             row = session.execute(_INSERT_TASK_WITH_EVENT, params).first()
         else:
             row = session.execute(_INSERT_TASK["sqlite"], params).first()
             if row is not None:
-                self.add_event(session, row.id, "transition", None, TaskStatus.pending,
-                               "created")
+                self._add_transition_event(session, row.id, None, Transition.create, "")
                 task_counts.record(session, row.embedding_model_id, None, row.status)
         return to_task(row) if row is not None else None
 
@@ -186,9 +201,24 @@ class TaskRepository:
         broker_id: str | None = None,
         message: str = "",
         values: dict[str, Any] | None = None,
-        extra_where: Sequence[Any] = (),
     ) -> Task | None:
         """Compare-and-set one transition; None when the task was not in a source state."""
+        return self._compare_and_set(
+            session, task_id, transition, broker_id=broker_id, message=message, values=values
+        )
+
+    def _compare_and_set(
+        self,
+        session: Session,
+        task_id: str,
+        transition: Transition,
+        *,
+        broker_id: str | None = None,
+        message: str = "",
+        values: dict[str, Any] | None = None,
+        extra_where: Sequence[Any] = (),
+    ) -> Task | None:
+        """`apply`, with further guards on the row that only this repository writes."""
         # Lock the row so the event's from-status is the one the update replaced (PostgreSQL);
         # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
         found = session.execute(
@@ -216,17 +246,129 @@ class TaskRepository:
         if result.rowcount != 1:
             return None
         task_counts.record(session, model_id, current, transition.target.value)
-        self.add_event(
-            session,
-            task_id,
-            "transition",
-            TaskStatus(current),
-            transition.target,
-            message or transition.name,
-        )
+        self._add_transition_event(session, task_id, TaskStatus(current), transition, message)
         task = self.get(session, task_id)
         assert task is not None
         return task
+
+    def _add_transition_event(
+        self,
+        session: Session,
+        task_id: str,
+        current: TaskStatus | None,
+        transition: Transition,
+        message: str,
+    ) -> None:
+        self.add_event(
+            session,
+            task_id,
+            TaskEventKind.transition,
+            current,
+            transition.target,
+            message or transition.event_message,
+        )
+
+    # -- the lifecycle's verbs: domain values in, guarded transitions out ----------------------
+    def claim(
+        self, session: Session, task_id: str, message_id: str, worker: str, now: datetime
+    ) -> Task | None:
+        """pending → processing for the run of message `message_id`, counting one attempt;
+        None when the task is not pending under that message (a stale, duplicated or
+        replaced message claims nothing)."""
+        return self.apply(
+            session,
+            task_id,
+            Transition.claim,
+            broker_id=message_id,
+            message=f"claimed by {worker}",
+            values={
+                "started_at": now,
+                "heartbeat_at": now,
+                "finished_at": None,
+                "attempts": TaskRow.attempts + 1,
+                "worker_id": worker,
+                "progress": Progress(message="starting").to_dict(),
+                "detail": None,
+            },
+        )
+
+    def hand_back(
+        self, session: Session, task_id: str, message_id: str, new_message_id: str, reason: str
+    ) -> Task | None:
+        """processing → pending under `new_message_id`, for a run of `message_id` that stops
+        without finishing (a worker shutting down). The run's progress goes with it: until a
+        worker claims the task again, it says `reason`, not where the old run was."""
+        return self._requeue(session, task_id, message_id, new_message_id, reason)
+
+    def requeue_if_stale(
+        self,
+        session: Session,
+        task_id: str,
+        message_id: str | None,
+        cutoff: datetime,
+        new_message_id: str,
+        reason: str,
+    ) -> Task | None:
+        """`hand_back` for a run whose worker died: only while the task's last heartbeat is
+        still older than `cutoff` (a beat that arrived meanwhile keeps the run alive), and the
+        dead run's heartbeat is cleared. A None `message_id` matches any message."""
+        return self._requeue(
+            session,
+            task_id,
+            message_id,
+            new_message_id,
+            reason,
+            extra_where=(TaskRow.heartbeat_at < cutoff,),
+            extra_values={"heartbeat_at": None},
+        )
+
+    def give_up_if_stale(
+        self,
+        session: Session,
+        task_id: str,
+        message_id: str | None,
+        cutoff: datetime,
+        detail: str,
+        now: datetime,
+    ) -> Task | None:
+        """processing → failed with `detail`, for a dead run that has used its attempts; the
+        same stale guard as `requeue_if_stale`."""
+        return self._compare_and_set(
+            session,
+            task_id,
+            Transition.give_up,
+            broker_id=message_id,
+            extra_where=(TaskRow.heartbeat_at < cutoff,),
+            message=detail,
+            values={"detail": detail, "finished_at": now},
+        )
+
+    def _requeue(
+        self,
+        session: Session,
+        task_id: str,
+        message_id: str | None,
+        new_message_id: str,
+        reason: str,
+        *,
+        extra_where: Sequence[Any] = (),
+        extra_values: dict[str, Any] | None = None,
+    ) -> Task | None:
+        return self._compare_and_set(
+            session,
+            task_id,
+            Transition.requeue,
+            broker_id=message_id,
+            extra_where=extra_where,
+            message=reason,
+            values={
+                "broker_id": new_message_id,
+                "dispatched_at": None,
+                **(extra_values or {}),
+                "worker_id": None,
+                "progress": Progress(message=reason).to_dict(),
+            },
+        )
 
     @staticmethod
     def _owned_by(task_id: str, broker_id: str) -> tuple[Any, ...]:
@@ -304,16 +446,17 @@ class TaskRepository:
         self,
         session: Session,
         task_id: str,
-        kind: str,
+        kind: TaskEventKind,
         from_status: TaskStatus | None,
         to_status: TaskStatus | None,
         message: str,
     ) -> None:
+        """One line of the task's history; a status change writes its own through `apply`."""
         session.execute(
             _INSERT_EVENT,
             {
                 "task_id": task_id,
-                "kind": kind,
+                "kind": kind.value,
                 "from_status": from_status.value if from_status else None,
                 "to_status": to_status.value if to_status else None,
                 "message": message,
