@@ -1,23 +1,9 @@
 """Fine-tune a sentence-transformers model on click data with the library's own trainer.
 
-Two losses, one per kind of evidence:
-
-* `mnrl` — `MultipleNegativesRankingLoss` on (query, clicked item[, skipped-above item]) rows.
-  Contrastive over the whole batch, so every other row's item is a negative for free; the
-  skipped-above item adds one hard negative where the session has one. Rows with and without a
-  hard negative go into two datasets of the same loss (the trainer's multi-dataset support)
-  rather than filling the gaps with random items: a random catalogue item can be relevant to the
-  query and would teach the model the opposite of the truth, while in-batch negatives already
-  cover the easy cases. Batches come from `NO_DUPLICATES`, because the same query or item in two
-  rows of one batch would be used as a negative for itself. Example weights are not used (the
-  loss has no per-row weight); the skip-above rule already keeps only confident negatives.
-* `click_margin` — `CoSENTLoss` on (query, item, graded score) rows from `build_pairs`. It asks
-  only that pairs with a higher score end up more similar than pairs with a lower score, which is
-  what clicks support (relative judgements), instead of regressing cosine onto absolute targets
-  as `CosineSimilarityLoss` would (pushing every shown-but-unclicked item, usually on-topic, to
-  cosine 0 wrecks the geometry). The click confidence enters as ordering between graded
-  positives, and irrelevant sessions, which give no positives, still contribute their zeros.
-  It uses no in-batch negatives, so repeated queries in a batch are harmless.
+The trainer is the library's, with two narrow overrides: no model-card callback (it would copy
+users' queries into the card) and a progress callback that reports and stops the run. What the
+model learns from (rows, loss, batching) is the chosen `LossStrategy`, see
+`embtune.training.losses`.
 """
 
 from __future__ import annotations
@@ -28,22 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
 from sentence_transformers import (
     SentenceTransformer,
     SentenceTransformerTrainer,
     SentenceTransformerTrainingArguments,
 )
-from sentence_transformers.base.sampler import BatchSamplers
-from sentence_transformers.sentence_transformer.losses import (
-    CoSENTLoss,
-    MultipleNegativesRankingLoss,
-)
-from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.params import LossKind, TrainParams
 from embtune.training.precision import resolve_precision
 from embtune.training.rows import Row, margin_rows, mnrl_rows
@@ -150,41 +130,16 @@ class ProgressCallback(TrainerCallback):
         )
 
 
-def _train_dataset(rows: Sequence[Row], loss_kind: LossKind) -> Dataset | dict[str, Dataset]:
-    if loss_kind == "click_margin":
-        return Dataset.from_list([dict(row) for row in rows])
-    with_negative = [dict(row) for row in rows if row.get("negative") is not None]
-    without_negative = [
-        {"anchor": row["anchor"], "positive": row["positive"]}
-        for row in rows
-        if row.get("negative") is None
-    ]
-    datasets = {
-        name: Dataset.from_list(subset)
-        for name, subset in (("hard_negative", with_negative), ("in_batch", without_negative))
-        if subset
-    }
-    return next(iter(datasets.values())) if len(datasets) == 1 else datasets
-
-
-def _loss(model: SentenceTransformer, loss_kind: LossKind) -> nn.Module:
-    if loss_kind == "mnrl":
-        return MultipleNegativesRankingLoss(model)
-    if loss_kind == "click_margin":
-        return CoSENTLoss(model)
-    raise ValueError(f"unknown loss kind {loss_kind!r}")
-
-
 def fine_tune(
     model: SentenceTransformer,
     train_dataset_rows: Sequence[Row],
-    loss_kind: LossKind,
+    loss_kind: LossKind | LossStrategy,
     params: TrainParams,
     output_dir: Path,
     on_progress: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
 ) -> TrainOutcome:
-    """Train `model` in place on rows from `mnrl_rows` or `margin_rows`, then save it.
+    """Train `model` in place on the loss strategy's rows, with its loss and batches, then save it.
 
     Refuses (TaskRefused, never retried) when there are fewer than `params.min_examples` rows:
     a few clicks move the model more by noise than by signal. The same seed and rows give the
@@ -195,7 +150,8 @@ def fine_tune(
             f"only {len(train_dataset_rows)} training examples, "
             f"at least {params.min_examples} are needed"
         )
-    loss = _loss(model, loss_kind)
+    strategy = loss_strategy(loss_kind)
+    loss = strategy.loss(model)
     model.max_seq_length = params.training_seq_length
     device = model.device.type
     precision = resolve_precision(params.precision, device).train
@@ -207,9 +163,7 @@ def fine_tune(
         warmup_steps=params.warmup_ratio,  # a float below 1 is a ratio in transformers 5
         seed=params.seed,
         data_seed=params.seed,
-        batch_sampler=(
-            BatchSamplers.NO_DUPLICATES if loss_kind == "mnrl" else BatchSamplers.BATCH_SAMPLER
-        ),
+        batch_sampler=strategy.batch_sampler(),
         eval_strategy="no",
         save_strategy="no",
         logging_strategy="steps",
@@ -227,7 +181,7 @@ def fine_tune(
     trainer = ClickstreamTrainer(
         model=model,
         args=args,
-        train_dataset=_train_dataset(train_dataset_rows, loss_kind),
+        train_dataset=strategy.train_dataset(train_dataset_rows),
         loss=loss,
         callbacks=[ProgressCallback(on_progress, should_stop)],
     )
