@@ -82,8 +82,8 @@ def plain_throughput(rows: list[dict], params: dict, epochs: int, workdir: Path)
 def service_throughput(rows: list[dict], params: dict, epochs: int, workdir: Path) -> dict:
     """The service's own training path (`embtune.training.trainer.fine_tune`, with its progress
     and cancellation callbacks) on the same rows, under the same conditions as the plain run."""
-    from embtune.plugins.sentence_transformers import SentenceTransformerParams
     from embtune.training.models import load_model
+    from embtune.training.params import SentenceTransformerParams
     from embtune.training.trainer import fine_tune
 
     st_params = SentenceTransformerParams.model_validate({**params, "epochs": epochs})
@@ -177,12 +177,13 @@ def main() -> None:
         if args.skip_throughput:
             return finish(results, args.out, server)
         log("plain sentence-transformers on the same examples")
-        from embtune.plugins.sentence_transformers import SentenceTransformerParams, _prepare
+        from embtune.training.data import prepare
+        from embtune.training.params import SentenceTransformerParams
 
         runtime = server.server.config.app.state.runtime
         data = runtime.clickstream.training_data(final.batch_id)
         st_params = SentenceTransformerParams.model_validate(results["params"])
-        rows = _prepare(data, st_params, "mnrl").rows
+        rows = prepare(data, st_params, "mnrl").rows
         plain = plain_throughput(rows, results["params"], args.plain_epochs, workdir)
         results["plain_training"] = plain
         service_rate = results["service_training"]["examples_per_s"]

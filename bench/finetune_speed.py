@@ -196,13 +196,14 @@ def run_plugin(
     performance = metrics["performance"]
 
     # What a re-tune of this tuned model pays for its "before": load, fingerprint, cache hit.
-    from embtune.plugins.sentence_transformers import SentenceTransformerParams, _prepare
+    from embtune.training.data import prepare
     from embtune.training.embedding_cache import CacheKey, EmbeddingCache, fingerprint_model_dir
     from embtune.training.evaluation import evaluate_retrieval
     from embtune.training.models import load_model
+    from embtune.training.params import SentenceTransformerParams
 
     st_params = SentenceTransformerParams.model_validate(metrics["params"])
-    prepared = _prepare(data, st_params, "mnrl")
+    prepared = prepare(data, st_params, "mnrl")
     started = time.monotonic()
     tuned = load_model(str(output_dir), st_params.max_seq_length)
     loaded = time.monotonic()
@@ -286,11 +287,12 @@ def run_plain(
         model.max_seq_length = st_params.max_seq_length
         return model
 
-    from embtune.plugins.sentence_transformers import SentenceTransformerParams, _prepare
+    from embtune.training.data import prepare
+    from embtune.training.params import SentenceTransformerParams
 
     st_params = SentenceTransformerParams.model_validate(params)
     model = timed("load", load)
-    prepared = timed("examples", lambda: _prepare(data, st_params, "mnrl"))
+    prepared = timed("examples", lambda: prepare(data, st_params, "mnrl"))
     before = timed(
         "evaluate_source", lambda: _plain_evaluate(model, prepared, st_params.eval_batch_size)
     )
@@ -401,10 +403,10 @@ class RandomVectors:
 def run_synthetic(
     items: int, params: dict[str, Any], workdir: str, plain: bool, random_vectors: bool
 ) -> dict[str, Any]:
-    from embtune.plugins.sentence_transformers import SentenceTransformerParams
     from embtune.training.embedding_cache import CacheKey, EmbeddingCache
     from embtune.training.evaluation import evaluate_retrieval
     from embtune.training.models import load_model
+    from embtune.training.params import SentenceTransformerParams
     from embtune.training.precision import resolve_precision
 
     st_params = SentenceTransformerParams.model_validate(params)

@@ -54,3 +54,15 @@ class TrainParams(BaseModel):
     @property
     def training_seq_length(self) -> int:
         return self.train_max_seq_length or self.max_seq_length
+
+
+class SentenceTransformerParams(TrainParams):
+    """The shared training hyper-parameters, plus how the source and tuned models are evaluated."""
+
+    eval_batch_size: int = Field(64, ge=1, le=1024)
+    eval_max_queries: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Validation queries evaluated at most; more are sampled (seeded by `seed`).",
+    )

@@ -22,7 +22,7 @@ from sentence_transformers.util import cos_sim
 
 from embtune.clickstream.sessions import relevance
 from embtune.errors import TaskStopped
-from embtune.plugins.sentence_transformers import sample_queries
+from embtune.training.data import sample_queries
 from embtune.training.embedding_cache import (
     CacheKey,
     EmbeddingCache,

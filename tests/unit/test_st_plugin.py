@@ -21,14 +21,9 @@ from embtune.clickstream.sessions import Session, relevance, split_sessions
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
 from embtune.plugins.registry import DEFAULT_PLUGIN, PluginRegistry
-from embtune.plugins.sentence_transformers import (
-    ENCODE_DOCUMENTS_PER_S,
-    PROGRESS_UNITS,
-    TRAIN_EXAMPLES_PER_S,
-    ClickMarginPlugin,
-    ClickstreamMNRLPlugin,
-    preflight,
-)
+from embtune.plugins.sentence_transformers import ClickMarginPlugin, ClickstreamMNRLPlugin
+from embtune.training.phases import PROGRESS_UNITS
+from embtune.training.preflight import ENCODE_DOCUMENTS_PER_S, TRAIN_EXAMPLES_PER_S, preflight
 from tests.support.training_data import InMemoryTrainingData, shop_jargon_data
 
 SOURCE = SourceModel(id="m-base", name="mini", source="builtin:all-MiniLM-L6-v2")

@@ -1,0 +1,250 @@
+"""One click-training run, phase by phase: examples → evaluate source → train → evaluate tuned
+→ save.
+
+Split the sessions and build rows, evaluate the source model on the held-out sessions, train,
+evaluate the tuned model on the same sessions, write the model card. The run talks to the outside
+through two plain callbacks (`report` for progress, `should_stop` for cancellation), so it knows
+nothing of tasks, HTTP or SQL; a plugin adapts its `RunContext` to them.
+
+Importing this module is cheap: torch, sentence-transformers and datasets are imported when the
+model is loaded, since the API process imports the plugins to list them and run preflight.
+
+What keeps a run fast (each lever in its own module, all reported in `metrics["performance"]`):
+the precision chosen for the hardware (`embtune.training.precision`), catalogue embeddings cached
+per model so a model already evaluated on this catalogue is not encoded again
+(`embtune.training.embedding_cache`, when the caller gives a `cache_dir`), chunked exact search
+in bounded memory and length-sorted encoding (`embtune.training.evaluation`), and at most
+`eval_max_queries` validation queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embtune import allocator
+from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.catalogue_cache import CatalogueCache
+from embtune.training.data import ClickData, Prepared, prepare, refusal
+from embtune.training.losses import LossStrategy, loss_strategy
+from embtune.training.model_card import CardFacts, write_model_card
+from embtune.training.params import LossKind, SentenceTransformerParams
+from embtune.training.phases import PROGRESS_UNITS, PhaseClock, PhaseProgress
+from embtune.training.preflight import encoding_seconds, training_seconds
+
+if TYPE_CHECKING:
+    from embtune.training.embedding_cache import CacheKey
+    from embtune.training.evaluation import RetrievalReport
+    from embtune.training.trainer import TrainOutcome
+
+# Weights (in estimated seconds) of the phases whose cost does not grow with the data.
+_LOAD_WEIGHT_S = 5.0  # importing torch and reading the weights
+_SAVE_WEIGHT_S = 1.0
+
+
+def train_on_clicks(
+    *,
+    data: ClickData,
+    params: SentenceTransformerParams,
+    loss: LossKind | LossStrategy,
+    source: str,
+    output_dir: Path,
+    card: CardFacts,
+    report: Callable[..., None],
+    should_stop: Callable[[], bool],
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run every phase and return the run's metrics; the tuned model is saved in `output_dir`.
+
+    `source` is the source model (`builtin:<alias>` or a directory). `report` is called with
+    `step`, `total_steps`, `message` and extra fields by keyword; after each report, and inside
+    the model's passes while it runs, a true `should_stop()` raises `TaskStopped`. A run that
+    cannot succeed on this data or source raises `TaskRefused` before it costs anything more.
+    """
+    strategy = loss_strategy(loss)
+
+    def progress(step: int, total_steps: int, message: str, **extra: Any) -> None:
+        report(step=step, total_steps=total_steps, message=message, **extra)
+        if should_stop():
+            raise TaskStopped("task was canceled or taken over")
+
+    clock = PhaseClock()
+    progress(0, PROGRESS_UNITS, "building examples")
+    with clock.phase("examples"):
+        prepared = prepare(data, params, strategy)
+    # Refused before loading the model: a refusal should cost nothing.
+    reason = refusal(prepared, params)
+    if reason is not None:
+        raise TaskRefused(reason)
+
+    progress(0, PROGRESS_UNITS, "loading model")
+    with clock.phase("load"):
+        # Heavy imports here, not at module level: importing torch takes seconds.
+        from embtune.artifacts import resolve_source
+        from embtune.training.evaluation import evaluate_retrieval
+        from embtune.training.models import load_model
+        from embtune.training.precision import resolve_precision
+        from embtune.training.stop_checks import stop_checks
+        from embtune.training.trainer import fine_tune
+
+        try:
+            source_dir = resolve_source(source)
+            model = load_model(source, params.max_seq_length)
+        except ValueError as exc:  # a missing or unknown source: retrying cannot help
+            raise TaskRefused(f"source model {source!r} cannot be loaded: {exc}") from None
+        precision = resolve_precision(params.precision, model.device.type)
+        # Identifying the model (a content hash of its files) is part of loading it.
+        cache = CatalogueCache.open(
+            cache_dir, prepared.catalogue, params.max_seq_length, precision.encode
+        )
+        source_key = cache.key_for(source_dir)
+
+    encode_s = encoding_seconds(len(prepared.catalogue) + len(prepared.queries), params)
+    source_encode_s = (
+        encoding_seconds(len(prepared.queries), params) if cache.has(source_key) else encode_s
+    )
+    phases = PhaseProgress(
+        progress,
+        {
+            "loading model": _LOAD_WEIGHT_S,
+            "evaluating source model": source_encode_s,
+            "training": training_seconds(len(prepared.rows), params),
+            "evaluating tuned model": encode_s,
+            "saving": _SAVE_WEIGHT_S,
+        },
+    )
+
+    def evaluate(phase: str, key: CacheKey | None) -> RetrievalReport:
+        phases.report(phase)
+        return evaluate_retrieval(
+            model,
+            prepared.queries,
+            prepared.catalogue,
+            prepared.relevant,
+            batch_size=params.eval_batch_size,
+            precision=precision.encode,
+            cache=cache.store,
+            cache_key=key,
+            on_progress=lambda fraction: phases.report(phase, fraction),
+        )
+
+    # From here on the model runs: a cancel stops it inside a forward or backward pass (a
+    # training step or an encoding batch of long texts takes seconds on a CPU), not after.
+    with stop_checks(model, should_stop):
+        with clock.phase("evaluate_source"):
+            before = evaluate("evaluating source model", source_key)
+        # The tuned model's evaluation takes as long as the source's, unless that was cached.
+        tuned_evaluation_s = (
+            encode_s if before.corpus_cache == "hit" else clock.seconds["evaluate_source"]
+        )
+
+        def on_training_progress(info: Mapping[str, Any]) -> None:
+            # eta_s is to the end of the run: the trainer's estimate plus one more evaluation.
+            train_eta = info.get("eta_s")
+            phases.report(
+                "training",
+                float(info.get("fraction", 0.0)),
+                train_step=int(info["step"]),
+                train_total_steps=int(info["total_steps"]),
+                epoch=info.get("epoch"),
+                loss=info.get("loss"),
+                eta_s=None if train_eta is None else float(train_eta) + tuned_evaluation_s,
+            )
+
+        phases.report("training", train_step=0)
+        with clock.phase("train"):
+            outcome = fine_tune(
+                model,
+                prepared.rows,
+                strategy,
+                params,
+                output_dir,
+                on_training_progress,
+                should_stop,
+            )
+        # fine_tune also saved the weights; that time belongs to "save".
+        clock.seconds["train"] -= outcome.save_s
+
+        with clock.phase("evaluate_tuned"):
+            # Keyed by the saved weights, so the next task tuning this model finds its vectors.
+            after = evaluate("evaluating tuned model", cache.key_for(output_dir))
+
+    phases.report("saving")
+    with clock.phase("save"):
+        performance = _performance(precision.to_dict(), cache, prepared, before, after)
+        metrics = _metrics(card.method, params, prepared, before, after, outcome, performance)
+        write_model_card(output_dir, card, metrics)
+    clock.seconds["save"] += outcome.save_s
+    performance.update(clock.summary())
+    phases.report("saving", 1.0)
+    return metrics
+
+
+def _performance(
+    precision: dict[str, Any],
+    cache: CatalogueCache,
+    prepared: Prepared,
+    before: RetrievalReport,
+    after: RetrievalReport,
+) -> dict[str, Any]:
+    """How fast the run went and why; the phase timings are added once the run has saved."""
+    encoded = after.timings_s.get("corpus") if after.corpus_cache != "hit" else None
+    return {
+        "precision": precision,
+        "allocator": allocator.mode(),
+        "cache": {
+            "enabled": cache.store is not None,
+            "source_hit": before.corpus_cache == "hit",
+            "source": before.corpus_cache,
+            "tuned": after.corpus_cache,
+            "key_s": round(cache.key_s, 3),
+        },
+        "eval_queries": len(prepared.queries),
+        "validation_queries_total": prepared.validation_queries_total,
+        "encode_items_per_s": (
+            round(len(prepared.catalogue) / encoded, 2) if encoded else None
+        ),
+    }
+
+
+def _metrics(
+    method: str,
+    params: SentenceTransformerParams,
+    prepared: Prepared,
+    before: RetrievalReport,
+    after: RetrievalReport,
+    outcome: TrainOutcome,
+    performance: dict[str, Any],
+) -> dict[str, Any]:
+    from embtune.training.evaluation import compare_reports
+
+    return {
+        "before": before.metrics,
+        "after": after.metrics,
+        "delta": {name: after.metrics[name] - value for name, value in before.metrics.items()},
+        "per_query": compare_reports(before, after, prepared.queries),
+        "data": {
+            "sessions": prepared.sessions,
+            "train_sessions": prepared.train_sessions,
+            "validation_sessions": prepared.validation_sessions,
+            "validation_queries": len(prepared.queries),  # evaluated (per_query adds up to it)
+            "validation_queries_total": prepared.validation_queries_total,  # before sampling
+            "examples": len(prepared.rows),
+            "clicks": prepared.clicks,
+            "clicked_items_without_text": prepared.clicked_items_without_text,
+            "items": len(prepared.catalogue),
+        },
+        "training": {
+            "steps": outcome.steps,
+            "train_loss": outcome.train_loss,
+            "runtime_s": outcome.runtime_s,
+            "examples_per_s": (
+                outcome.rows * params.epochs / outcome.runtime_s if outcome.runtime_s else None
+            ),
+            "precision": outcome.precision,
+        },
+        "performance": performance,
+        "method": method,
+        "params": params.model_dump(),
+    }
