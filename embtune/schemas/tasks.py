@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from embtune.domain.tasks import Progress, TaskStatus
+from embtune.domain.tasks import Progress, TaskStatus, Transition
 from embtune.schemas.common import NO_NUL
 from embtune.schemas.json_object import JsonObject
 
@@ -64,6 +64,25 @@ class TaskPublic(BaseModel):
     @classmethod
     def _flatten_progress(cls, value: Any) -> Any:
         return value.to_dict() if isinstance(value, Progress) else value
+
+    # What the dashboard and the CLI may offer, computed from the one table of transitions so
+    # neither keeps a status list of its own. Serialized after the stored fields; a client that
+    # reads a task computes them again from `status` with the same table.
+    @computed_field(  # type: ignore[prop-decorator]
+        description="`PUT …/cancel` would cancel it: pending or processing."
+    )
+    @property
+    def can_cancel(self) -> bool:
+        return Transition.cancel.allows(self.status)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="`PUT …/restart` would queue it again: pending, failed, refused or canceled. "
+        "False for processing (a live run is answered unchanged, not restarted) and for done "
+        "(409: a done task keeps its result; tune again with a new task)."
+    )
+    @property
+    def can_restart(self) -> bool:
+        return Transition.restart.allows(self.status)
 
 
 class TaskEventPublic(BaseModel):

@@ -4,9 +4,9 @@
 
 const API = "/api/v1";
 const STATUSES = ["pending", "processing", "done", "canceled", "failed", "refused"];
+// Statuses a task still leaves on its own: its page keeps polling. Which buttons are enabled
+// comes from the task itself (`can_cancel`, `can_restart`: the server's table of transitions).
 const ACTIVE = new Set(["pending", "processing"]);
-// A done task keeps its result and is tuned again as a new task; see README "Task lifecycle".
-const RESTARTABLE = new Set(["pending", "failed", "canceled", "refused"]);
 const PAGE_SIZE = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -251,9 +251,9 @@ function taskPage(main, id) {
       api(`/fine-tuning/task/${enc(id)}`), api(`/fine-tuning/task/${enc(id)}/events`)]);
     const p = task.progress;
     parts.status.replaceChildren(badge(task.status));
-    cancel.disabled = !ACTIVE.has(task.status);
+    cancel.disabled = !task.can_cancel;
     current = task;
-    restart.disabled = !RESTARTABLE.has(task.status);
+    restart.disabled = !task.can_restart;
     restart.title = task.status === "done"
       ? "A done task keeps its result: use Tune again for a new task" : "";
     tuneAgain.hidden = task.status !== "done";
