@@ -1,4 +1,4 @@
-"""Task rows <-> domain objects, and the one place a task's status is written.
+"""The one place a task is created and its status written (rows and statements: `task_rows`).
 
 A task is born by `create` (`Transition.create`: its target status and its "created" event).
 Every later change is `apply`, a compare-and-set: `UPDATE … WHERE id = :id AND status IN
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, literal, null, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from embtune.domain.tasks import (
@@ -29,97 +29,16 @@ from embtune.domain.tasks import (
 from embtune.storage import task_counts
 from embtune.storage.db import utcnow
 from embtune.storage.tables import TaskEventRow, TaskRow
-from embtune.storage.upsert import dialect_name, insert_on_conflict
-
-# The hot statements work on the Core tables with bound parameters: compiled once and cached,
-# without the ORM's per-call attribute coercion (a third of a create's cost before).
-TASKS = TaskRow.__table__
-_INSERT_EVENT = insert(TaskEventRow.__table__)
-# every column bound explicitly (a column the caller leaves out is NULL), so the statement is
-# one compiled form whatever the caller passes — also inside the CTE below
-_INSERT_TASK = {
-    name: insert_on_conflict(name, TASKS)
-    .values({c.name: bindparam(c.name, type_=c.type) for c in TASKS.c})
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(*TASKS.c)
-    for name in ("postgresql", "sqlite")
-}
-
-
-_MARK_DISPATCHED = (
-    update(TASKS)
-    .where(TASKS.c.id == bindparam("b_task"), TASKS.c.broker_id == bindparam("b_message"))
-    .values(dispatched_at=bindparam("at"))
+from embtune.storage.task_rows import (
+    INSERT_EVENT,
+    INSERT_TASK,
+    INSERT_TASK_WITH_EVENT,
+    MARK_DISPATCHED,
+    TASKS,
+    to_event,
+    to_task,
 )
-
-
-def _insert_task_with_event() -> Any:
-    """PostgreSQL: the task, its `Transition.create` event and its tally in one statement
-    (data-modifying CTEs), one round trip instead of three; the event and the tally are
-    written only when the task was."""
-    task = _INSERT_TASK["postgresql"].cte("new_task")
-    event = (
-        insert(TaskEventRow.__table__)
-        .from_select(
-            ["task_id", "kind", "from_status", "to_status", "message", "created_at"],
-            select(
-                task.c.id,
-                literal(TaskEventKind.transition.value),
-                null(),  # `create` has no source status
-                literal(Transition.create.target.value),
-                literal(Transition.create.event_message),
-                task.c.created_at,
-            ),
-        )
-        .cte("created_event")
-    )
-    # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
-    # is the create's last before COMMIT, so it never waits for anything while holding it
-    tally = task_counts.upsert(
-        "postgresql", select(task.c.embedding_model_id, task.c.status, literal(1))
-    ).cte("created_tally")
-    return select(task).add_cte(event).add_cte(tally)
-
-
-_INSERT_TASK_WITH_EVENT = _insert_task_with_event()
-
-
-def to_task(row: Any) -> Task:
-    """From an ORM `TaskRow` or a Core row of the tasks table (same attribute names)."""
-    return Task(
-        id=row.id,
-        status=TaskStatus(row.status),
-        embedding_model_id=row.embedding_model_id,
-        idempotency_key=row.idempotency_key,
-        batch_id=row.batch_id,
-        params=row.params or {},
-        metadata=row.meta or {},
-        broker_id=row.broker_id,
-        progress=Progress.from_dict(row.progress),
-        metrics=row.metrics,
-        result_model_id=row.result_model_id,
-        detail=row.detail,
-        attempts=row.attempts,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at,
-        dispatched_at=row.dispatched_at,
-        worker_id=row.worker_id,
-    )
-
-
-def _to_event(row: TaskEventRow) -> TaskEvent:
-    return TaskEvent(
-        id=row.id,
-        task_id=row.task_id,
-        kind=TaskEventKind(row.kind),
-        from_status=TaskStatus(row.from_status) if row.from_status else None,
-        to_status=TaskStatus(row.to_status) if row.to_status else None,
-        message=row.message,
-        created_at=row.created_at,
-    )
+from embtune.storage.upsert import dialect_name
 
 
 class TaskRepository:
@@ -144,9 +63,9 @@ class TaskRepository:
         params = {c.name: values.get(c.name) for c in TASKS.c}
         params["status"] = Transition.create.target.value
         if dialect_name(session) == "postgresql":
-            row = session.execute(_INSERT_TASK_WITH_EVENT, params).first()
+            row = session.execute(INSERT_TASK_WITH_EVENT, params).first()
         else:
-            row = session.execute(_INSERT_TASK["sqlite"], params).first()
+            row = session.execute(INSERT_TASK["sqlite"], params).first()
             if row is not None:
                 self._add_transition_event(session, row.id, None, Transition.create, "")
                 task_counts.record(session, row.embedding_model_id, None, row.status)
@@ -402,7 +321,7 @@ class TaskRepository:
         """Record that each (task id, message id) was sent — where that is still the task's
         message (a restart in between has replaced it, and its own send will be marked)."""
         session.execute(
-            _MARK_DISPATCHED,
+            MARK_DISPATCHED,
             [{"b_task": t, "b_message": b, "at": at} for t, b in sent],
         )
 
@@ -453,7 +372,7 @@ class TaskRepository:
     ) -> None:
         """One line of the task's history; a status change writes its own through `apply`."""
         session.execute(
-            _INSERT_EVENT,
+            INSERT_EVENT,
             {
                 "task_id": task_id,
                 "kind": kind.value,
@@ -471,4 +390,4 @@ class TaskRepository:
             .order_by(TaskEventRow.id)
             .limit(limit)
         ).all()
-        return [_to_event(r) for r in rows]
+        return [to_event(r) for r in rows]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from embtune.errors import Unavailable
 from embtune.services.dispatch_marks import DispatchMarks
 from embtune.storage.db import Database
-from embtune.storage.tasks_repo import TASKS as TASK_TABLE
+from embtune.storage.task_rows import TASKS as TASK_TABLE
 from tests.conftest import register_model, wait_until
 
 pytestmark = pytest.mark.backends("sqlite-embedded", "postgres-redis")
