@@ -18,6 +18,7 @@ from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.brokers import BrokerBundle, build_broker
 from embtune.queue.dispatch import Dispatcher, declare_actor
+from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.recovery import PeriodicRecovery, Recovery
@@ -80,6 +81,7 @@ class Runtime:
     recovery: Recovery
     serving: ModelServing
     clickstream: ClickstreamService
+    catalogue: CatalogueService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
 
@@ -137,6 +139,7 @@ class Runtime:
             runner=runner,
             recovery=recovery,
             clickstream=clickstream,
+            catalogue=CatalogueService(db, settings),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from embtune.runtime import Runtime
+from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.models import ModelService
 from embtune.services.serving import ModelServing
@@ -32,6 +33,10 @@ async def get_clickstream(request: Request) -> ClickstreamService:
     return request.app.state.runtime.clickstream
 
 
+async def get_catalogue(request: Request) -> CatalogueService:
+    return request.app.state.runtime.catalogue
+
+
 async def get_serving(request: Request) -> ModelServing:
     return request.app.state.runtime.serving
 
@@ -40,4 +45,5 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]
+CatalogueDep = Annotated[CatalogueService, Depends(get_catalogue)]
 ServingDep = Annotated[ModelServing, Depends(get_serving)]

@@ -1,5 +1,5 @@
-"""Catalogue and clickstream use cases: upsert items, ingest sessions and events, release
-batches, and the read-only training view a worker gets of one batch.
+"""Clickstream use cases: ingest sessions and events, release batches, and the read-only
+training view a worker gets of one batch (the catalogue it reads is `services.catalogue`'s).
 
 Every write owns one transaction, so a rejected request stores nothing. Size bounds come from
 settings (they can be raised per deployment), hence are checked here rather than in the API
@@ -17,34 +17,15 @@ from sqlalchemy.orm import Session as DbSession
 
 from embtune.clickstream.sessions import Session
 from embtune.config import Settings
-from embtune.domain.clickstream import Batch, BatchStatus, Item, SessionRecord, UpsertCounts
+from embtune.domain.clickstream import Batch, BatchStatus, SessionRecord
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.tasks import TaskEventKind, TaskStatus
-from embtune.errors import Conflict, InvalidParams, NotFound, TaskRefused, TaskStopped
+from embtune.errors import Conflict, NotFound, TaskRefused, TaskStopped
+from embtune.services.field_errors import field_error, raise_invalid, too_long_text, too_many
 from embtune.storage.clickstream_repo import CLICK, ClickstreamRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.items_repo import ItemRepository
 from embtune.storage.tasks_repo import TaskRepository
-
-
-def _field_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
-
-
-def _raise_invalid(errors: list[dict[str, Any]]) -> None:
-    if errors:
-        fields = ", ".join(".".join(map(str, e["loc"][1:])) for e in errors[:5])
-        raise InvalidParams(f"invalid request: {fields}", errors)
-
-
-def _too_long_text(loc: Sequence[str | int], limit: int) -> dict[str, Any]:
-    return _field_error(loc, f"String should have at most {limit} characters", "string_too_long")
-
-
-def _too_many(loc: Sequence[str | int], limit: int, given: int) -> dict[str, Any]:
-    return _field_error(
-        loc, f"List should have at most {limit} items after validation, not {given}", "too_long"
-    )
 
 
 @dataclass(frozen=True)
@@ -79,41 +60,6 @@ class ClickstreamService:
         self.clickstream = ClickstreamRepository()
         self.tasks = TaskRepository()
 
-    # -- catalogue ------------------------------------------------------------------------------
-    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> UpsertCounts:
-        """Insert new items, overwrite known ones; all of the list or none of it."""
-        limit = self.settings.max_item_text_length
-        errors = [
-            _too_long_text(["items", index, "text"], limit)
-            for index, item in enumerate(items)
-            if len(item["text"]) > limit
-        ]
-        seen: set[str] = set()
-        for index, item in enumerate(items):
-            if item["object_id"] in seen:
-                errors.append(
-                    _field_error(
-                        ["items", index, "object_id"],
-                        f"duplicate object_id {item['object_id']!r} in this request",
-                        "value_error",
-                    )
-                )
-            seen.add(item["object_id"])
-        _raise_invalid(errors)
-        with self.db.transaction() as session:
-            return self.items.upsert(session, [dict(item) for item in items], utcnow())
-
-    def item(self, object_id: str) -> Item:
-        with self.db.read() as session:
-            item = self.items.get(session, object_id)
-        if item is None:
-            raise NotFound(f"item {object_id!r} not found")
-        return item
-
-    def items_page(self, *, offset: int, limit: int) -> tuple[list[Item], int]:
-        with self.db.read() as session:
-            return self.items.page(session, offset=offset, limit=limit)
-
     # -- sessions -------------------------------------------------------------------------------
     def ingest_session(
         self,
@@ -129,10 +75,10 @@ class ClickstreamService:
         with another body → 409, since silently keeping either version would lose data."""
         errors: list[dict[str, Any]] = []
         if len(search_query) > self.settings.max_query_length:
-            errors.append(_too_long_text(["search_query"], self.settings.max_query_length))
+            errors.append(too_long_text(["search_query"], self.settings.max_query_length))
         if len(search_results) > self.settings.max_results_per_session:
             errors.append(
-                _too_many(
+                too_many(
                     ["search_results"],
                     self.settings.max_results_per_session,
                     len(search_results),
@@ -143,13 +89,13 @@ class ClickstreamService:
             first = positions.setdefault(result["object_id"], index)
             if first != index:
                 errors.append(
-                    _field_error(
+                    field_error(
                         ["search_results", index, "object_id"],
                         f"duplicate object_id {result['object_id']!r} (also at index {first})",
                         "value_error",
                     )
                 )
-        _raise_invalid(errors)
+        raise_invalid(errors)
 
         results = [
             {
@@ -213,8 +159,8 @@ class ClickstreamService:
         batch counts them), and trained on by any run that reads the batch afterwards. A new
         click on a session marked irrelevant is a 409: the two contradict each other."""
         if len(events) > self.settings.max_events_per_push:
-            _raise_invalid(
-                [_too_many(["events"], self.settings.max_events_per_push, len(events))]
+            raise_invalid(
+                [too_many(["events"], self.settings.max_events_per_push, len(events))]
             )
         unique: dict[str, Mapping[str, Any]] = {}
         errors: list[dict[str, Any]] = []
@@ -222,13 +168,13 @@ class ClickstreamService:
             earlier = unique.setdefault(event["event_id"], event)
             if earlier is not event and _event_key(earlier) != _event_key(event):
                 errors.append(
-                    _field_error(
+                    field_error(
                         ["events", index, "event_id"],
                         f"event_id {event['event_id']!r} repeated with different content",
                         "value_error",
                     )
                 )
-        _raise_invalid(errors)
+        raise_invalid(errors)
 
         now = utcnow()
         with self.db.transaction() as session:
@@ -239,9 +185,9 @@ class ClickstreamService:
             shown = self.clickstream.shown_objects(
                 session, session_id, (e["object_id"] for e in events)
             )
-            _raise_invalid(
+            raise_invalid(
                 [
-                    _field_error(
+                    field_error(
                         ["events", index, "object_id"],
                         f"object {event['object_id']!r} is not among the results of session "
                         f"{session_id!r}",

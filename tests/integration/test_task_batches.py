@@ -111,8 +111,8 @@ SIXTY = [f"s{i:02d}" for i in range(60)]
 def ingest_directly(client: TestClient, session_ids: list[str]) -> None:
     """`ingest` through the service: the same writes, without 120 HTTP round trips."""
     clickstream = client.app.state.runtime.clickstream
-    clickstream.upsert_items([{"object_id": "a", "text": "alpha"},
-                              {"object_id": "b", "text": "beta"}])
+    client.app.state.runtime.catalogue.upsert_items([{"object_id": "a", "text": "alpha"},
+                                                     {"object_id": "b", "text": "beta"}])
     for sid in session_ids:
         clickstream.ingest_session(session_id=sid, search_query="q",
                                    search_results=[{"object_id": "a"}, {"object_id": "b"}])

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.deps import ClickstreamDep
+from embtune.api.deps import CatalogueDep
 from embtune.api.params import PathId
 from embtune.api.responses import UNDECODABLE, error_responses
 from embtune.schemas.clickstream import ItemPublic, ItemsUpsert, ItemsUpserted
@@ -23,23 +23,23 @@ router = APIRouter(prefix="/api/v1/items", tags=["items"], responses=error_respo
         described={400: UNDECODABLE, 422: "Invalid items: too long, duplicated object ids, …"},
     ),
 )
-async def upsert_items(body: ItemsUpsert, clickstream: ClickstreamDep) -> ItemsUpserted:
+async def upsert_items(body: ItemsUpsert, catalogue: CatalogueDep) -> ItemsUpserted:
     """Insert new items and overwrite known ones (by object id); all or nothing."""
     rows = [item.model_dump() for item in body.items]
-    counts = await run_in_threadpool(clickstream.upsert_items, rows)
+    counts = await run_in_threadpool(catalogue.upsert_items, rows)
     return ItemsUpserted(inserted=counts.inserted, updated=counts.updated)
 
 
 @router.get("", response_model=list[ItemPublic], responses=error_responses(422))
 async def list_items(
-    clickstream: ClickstreamDep,
+    catalogue: CatalogueDep,
     response: Response,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[ItemPublic]:
     """Ordered by object id; `X-Total-Count` carries the catalogue size."""
     page, total = await run_in_threadpool(
-        lambda: clickstream.items_page(offset=offset, limit=limit)
+        lambda: catalogue.items_page(offset=offset, limit=limit)
     )
     response.headers["X-Total-Count"] = str(total)
     return [ItemPublic.model_validate(item) for item in page]
@@ -51,5 +51,5 @@ async def list_items(
     response_model=ItemPublic,
     responses=error_responses(404, 422, described={404: "Unknown item"}),
 )
-async def get_item(object_id: PathId, clickstream: ClickstreamDep) -> ItemPublic:
-    return ItemPublic.model_validate(await run_in_threadpool(clickstream.item, object_id))
+async def get_item(object_id: PathId, catalogue: CatalogueDep) -> ItemPublic:
+    return ItemPublic.model_validate(await run_in_threadpool(catalogue.item, object_id))
