@@ -20,11 +20,11 @@ from embtune.queue.brokers import BrokerBundle, build_broker
 from embtune.queue.dispatch import Dispatcher, declare_actor
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
-from embtune.services.models import ModelService
+from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.runner import TaskRunner
-from embtune.services.serving import ModelServing
 from embtune.services.tasks import TaskService
+from embtune.services.weights import ModelWeights
 from embtune.storage import migrate
 from embtune.storage.db import Database, DbTimeouts, make_engine
 
@@ -75,11 +75,11 @@ class Runtime:
     broker: BrokerBundle
     dispatcher: Dispatcher
     artifacts: ArtifactStore
-    models: ModelService
+    models: ModelRegistry
     tasks: TaskService
     runner: TaskRunner
     recovery: Recovery
-    serving: ModelServing
+    weights: ModelWeights
     clickstream: ClickstreamService
     catalogue: CatalogueService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
@@ -106,7 +106,7 @@ class Runtime:
         areas = ServiceAreas.of(
             settings.data_dir, settings.models_dir, settings.resolved_database_url
         )
-        models = ModelService(db, plugins, settings.allowed_model_roots, artifacts, areas)
+        models = ModelRegistry(db, plugins, settings.allowed_model_roots, artifacts, areas)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
         runner = TaskRunner(
             db,
@@ -134,7 +134,7 @@ class Runtime:
             dispatcher=dispatcher,
             artifacts=artifacts,
             models=models,
-            serving=ModelServing(models),
+            weights=ModelWeights(models),
             tasks=tasks,
             runner=runner,
             recovery=recovery,

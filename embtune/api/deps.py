@@ -12,9 +12,9 @@ from fastapi import Depends, Request
 from embtune.runtime import Runtime
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
-from embtune.services.models import ModelService
-from embtune.services.serving import ModelServing
+from embtune.services.models import ModelRegistry
 from embtune.services.tasks import TaskService
+from embtune.services.weights import ModelWeights
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -25,7 +25,7 @@ async def get_tasks(request: Request) -> TaskService:
     return request.app.state.runtime.tasks
 
 
-async def get_models(request: Request) -> ModelService:
+async def get_models(request: Request) -> ModelRegistry:
     return request.app.state.runtime.models
 
 
@@ -37,13 +37,13 @@ async def get_catalogue(request: Request) -> CatalogueService:
     return request.app.state.runtime.catalogue
 
 
-async def get_serving(request: Request) -> ModelServing:
-    return request.app.state.runtime.serving
+async def get_weights(request: Request) -> ModelWeights:
+    return request.app.state.runtime.weights
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
-ModelsDep = Annotated[ModelService, Depends(get_models)]
+ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
 ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]
 CatalogueDep = Annotated[CatalogueService, Depends(get_catalogue)]
-ServingDep = Annotated[ModelServing, Depends(get_serving)]
+WeightsDep = Annotated[ModelWeights, Depends(get_weights)]

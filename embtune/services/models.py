@@ -14,7 +14,9 @@ from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 
 
-class ModelService:
+class ModelRegistry:
+    """The registry of embedding models: register, read, lineage, installed plugins."""
+
     def __init__(
         self,
         db: Database,

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.deps import ModelsDep, ServingDep
+from embtune.api.deps import ModelsDep, WeightsDep
 from embtune.api.params import PathId
 from embtune.api.responses import UNDECODABLE, error_responses
 from embtune.schemas.models import (
@@ -87,9 +87,9 @@ async def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic
         ),
     },
 )
-async def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
+async def download_model(model_id: PathId, weights: WeightsDep) -> FileResponse:
     """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`)."""
-    path = await run_in_threadpool(serving.archive, model_id)
+    path = await run_in_threadpool(weights.archive, model_id)
     return FileResponse(
         path,
         media_type="application/gzip",
@@ -106,9 +106,9 @@ async def download_model(model_id: PathId, serving: ServingDep) -> FileResponse:
         described={**UNKNOWN_MODEL, 400: f"The model cannot be loaded; or: {UNDECODABLE}"},
     ),
 )
-async def embed_texts(model_id: PathId, body: EmbedRequest, serving: ServingDep) -> EmbedResponse:
+async def embed_texts(model_id: PathId, body: EmbedRequest, weights: WeightsDep) -> EmbedResponse:
     """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration."""
-    vectors = await run_in_threadpool(serving.embed, model_id, body.texts)
+    vectors = await run_in_threadpool(weights.embed, model_id, body.texts)
     return EmbedResponse(model_id=model_id, dimension=len(vectors[0]), vectors=vectors)
 
 

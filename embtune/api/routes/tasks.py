@@ -1,4 +1,5 @@
-"""`/api/v1/fine-tuning`: the task API of SPEC.md."""
+"""`/api/v1/fine-tuning`: the fine-tuning task API (create, list, get, events, cancel, restart,
+preflight), with the contract EmbeddingStudio's task API had."""
 
 from __future__ import annotations
 

@@ -16,11 +16,14 @@ from typing import Any
 
 from embtune.artifacts import SQLITE_SUFFIXES
 from embtune.errors import BadRequest
-from embtune.services.models import ModelService
+from embtune.services.models import ModelRegistry
 
 
-class ModelServing:
-    def __init__(self, models: ModelService, cache_size: int = 2) -> None:
+class ModelWeights:
+    """What is done with a registered model's weights: archive them for download, load them to
+    embed texts. (`ModelRegistry` owns the records; this owns the files and loaded models.)"""
+
+    def __init__(self, models: ModelRegistry, cache_size: int = 2) -> None:
         self.models = models
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Any] = OrderedDict()
@@ -36,7 +39,7 @@ class ModelServing:
     def archive(self, model_id: str) -> Path:
         """A tar.gz of the model directory in a temporary file (the caller deletes it).
 
-        Besides the source check (`ModelService.weights_dir`), every member is filtered by path
+        Besides the source check (`ModelRegistry.weights_dir`), every member is filtered by path
         before it is opened: a SQLite database or its -wal/-shm, or anything in staging or a
         cache, never goes in (opening the live database would break its locks)."""
         source = self.weights_dir(model_id)
