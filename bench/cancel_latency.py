@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embtune.clickstream.sessions import Session  # noqa: E402
+from embtune.clickstream.sessions import SearchSession  # noqa: E402
 from embtune.errors import TaskStopped  # noqa: E402
 from embtune.plugins.base import RunContext, SourceModel  # noqa: E402
 from embtune.plugins.sentence_transformers import ClickstreamMNRLPlugin  # noqa: E402
@@ -62,7 +62,7 @@ def shop(items: int, words: int, seed: int = 0) -> InMemoryTrainingData:
         for k in range(2):
             decoy = rng.choice([other for other in ids if other != item])
             query = " ".join(texts[item].split()[2:6])
-            sessions.append(Session(f"s{n}-{k}", query, (decoy, item), (item,)))
+            sessions.append(SearchSession(f"s{n}-{k}", query, (decoy, item), (item,)))
     return InMemoryTrainingData(sessions, texts)
 
 

@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from embtune.clickstream.sessions import Session  # noqa: E402
+from embtune.clickstream.sessions import SearchSession  # noqa: E402
 from embtune.demo.beir import load_corpus, load_qrels, load_queries  # noqa: E402
 from embtune.demo.click_model import PositionBiasedClickModel  # noqa: E402
 from tests.support.training_data import InMemoryTrainingData  # noqa: E402
@@ -124,7 +124,9 @@ def simulate_sessions(
             session_id = f"sim-train-{qid}-{n}"
             outcome = clicks.simulate(session_id, shown[qid], qrels[qid])
             sessions.append(
-                Session(session_id, text, tuple(shown[qid]), outcome.clicks, outcome.irrelevant)
+                SearchSession(
+                    session_id, text, tuple(shown[qid]), outcome.clicks, outcome.irrelevant
+                )
             )
     figures = {
         "queries": len(queries),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Session:
+class SearchSession:
     """One search: the query, the results in shown order (rank 1 first) and the clicks on them."""
 
     session_id: str
@@ -64,8 +64,8 @@ def click_confidence(rank: int | None) -> float:
 
 
 def split_sessions(
-    sessions: Iterable[Session], validation_fraction: float, seed: int
-) -> tuple[list[Session], list[Session]]:
+    sessions: Iterable[SearchSession], validation_fraction: float, seed: int
+) -> tuple[list[SearchSession], list[SearchSession]]:
     """Split into (train, validation) by a seeded hash of the session id.
 
     Hashing, not shuffling, keeps a session on the same side whatever order the storage returns
@@ -74,8 +74,8 @@ def split_sessions(
     """
     if not 0.0 <= validation_fraction <= 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1], got {validation_fraction}")
-    train: list[Session] = []
-    validation: list[Session] = []
+    train: list[SearchSession] = []
+    validation: list[SearchSession] = []
     for session in sorted(sessions, key=lambda s: s.session_id):
         digest = hashlib.sha256(f"{seed}:{session.session_id}".encode()).digest()
         position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
@@ -83,12 +83,12 @@ def split_sessions(
     return train, validation
 
 
-def _ordered(sessions: Iterable[Session]) -> list[Session]:
+def _ordered(sessions: Iterable[SearchSession]) -> list[SearchSession]:
     # Outputs must not depend on the order storage happens to return sessions in.
     return sorted(sessions, key=lambda s: s.session_id)
 
 
-def _ranks(session: Session) -> dict[str, int]:
+def _ranks(session: SearchSession) -> dict[str, int]:
     """1-based rank of each shown item; a duplicated result keeps its first (highest) position."""
     ranks: dict[str, int] = {}
     for index, object_id in enumerate(session.results, start=1):
@@ -100,7 +100,7 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def build_examples(sessions: Iterable[Session]) -> list[Example]:
+def build_examples(sessions: Iterable[SearchSession]) -> list[Example]:
     """Triplets for contrastive training: each click paired with each unclicked item above it.
 
     Irrelevant sessions give no positives, so nothing here; `build_pairs` uses them. Order: by
@@ -128,7 +128,7 @@ def build_examples(sessions: Iterable[Session]) -> list[Example]:
     return examples
 
 
-def build_pairs(sessions: Iterable[Session]) -> list[ScoredPair]:
+def build_pairs(sessions: Iterable[SearchSession]) -> list[ScoredPair]:
     """Graded pairs: click → `click_confidence(rank)`, skipped above a click → 0.0, every result of
     an irrelevant session → 0.0.
 
@@ -159,7 +159,7 @@ def build_pairs(sessions: Iterable[Session]) -> list[ScoredPair]:
     return pairs
 
 
-def relevance(sessions: Iterable[Session]) -> tuple[dict[str, str], dict[str, set[str]]]:
+def relevance(sessions: Iterable[SearchSession]) -> tuple[dict[str, str], dict[str, set[str]]]:
     """Evaluation inputs keyed by session id: ({session_id: query}, {session_id: clicked ids}).
 
     Keyed by session, not by query text, so a query searched twice with different clicks is

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from embtune.errors import InvalidParams
 
 if TYPE_CHECKING:
-    from embtune.clickstream.sessions import Session
+    from embtune.clickstream.sessions import SearchSession
 
 
 class NoParams(BaseModel):
@@ -33,7 +33,7 @@ class TrainingData(Protocol):
     @property
     def batch_id(self) -> str | None: ...
 
-    def sessions(self) -> list[Session]: ...
+    def sessions(self) -> list[SearchSession]: ...
 
     def item_texts(self, object_ids: Iterable[str] | None = None) -> dict[str, str]:
         """Texts of the given items (all items when None); unknown ids are left out."""

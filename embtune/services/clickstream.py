@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
-from embtune.clickstream.sessions import Session
+from embtune.clickstream.sessions import SearchSession
 from embtune.config import Settings
 from embtune.domain.clickstream import Batch, BatchStatus, SessionRecord
 from embtune.domain.fingerprint import request_fingerprint
@@ -38,7 +38,7 @@ class BatchTrainingData:
     clickstream: ClickstreamRepository
     items: ItemRepository
 
-    def sessions(self) -> list[Session]:
+    def sessions(self) -> list[SearchSession]:
         with self.db.read() as session:
             return self.clickstream.training_sessions(session, self.batch_id)
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from embtune.clickstream.sessions import Session as TrainingSession
+from embtune.clickstream.sessions import SearchSession
 from embtune.domain.clickstream import (
     Batch,
     BatchStatus,
@@ -318,7 +318,7 @@ class ClickstreamRepository:
         return added
 
     # -- training view --------------------------------------------------------------------------
-    def training_sessions(self, session: Session, batch_id: str) -> list[TrainingSession]:
+    def training_sessions(self, session: Session, batch_id: str) -> list[SearchSession]:
         """The batch's sessions with ranked results and deduplicated clicks, by session id.
 
         Three set-wise queries for the whole batch, not three per session.
@@ -348,7 +348,7 @@ class ClickstreamRepository:
         ).tuples():
             clicks.setdefault(session_id, {})[object_id] = None
         return [
-            TrainingSession(
+            SearchSession(
                 session_id=session_id,
                 query=query,
                 results=tuple(results.get(session_id, ())),

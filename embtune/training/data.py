@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from embtune.clickstream.sessions import Session, relevance, split_sessions
+from embtune.clickstream.sessions import SearchSession, relevance, split_sessions
 from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.params import LossKind, SentenceTransformerParams, TrainParams
 
@@ -19,7 +19,7 @@ from embtune.training.params import LossKind, SentenceTransformerParams, TrainPa
 class ClickData(Protocol):
     """Read access to a batch's search sessions and the item catalogue."""
 
-    def sessions(self) -> list[Session]: ...
+    def sessions(self) -> list[SearchSession]: ...
 
     def item_texts(self) -> dict[str, str]: ...
 

@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from embtune.clickstream.sessions import Session, build_examples, build_pairs
+from embtune.clickstream.sessions import SearchSession, build_examples, build_pairs
 from embtune.training.params import LossKind
 from embtune.training.rows import Row, margin_rows, mnrl_rows
 
@@ -48,7 +48,9 @@ class LossStrategy(ABC):
     kind: ClassVar[LossKind]
 
     @abstractmethod
-    def rows(self, sessions: list[Session], catalogue: Mapping[str, str]) -> list[dict[str, Any]]:
+    def rows(
+        self, sessions: list[SearchSession], catalogue: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
         """The training rows the training sessions give; pure, no torch."""
 
     @abstractmethod
@@ -69,7 +71,9 @@ class MnrlLossStrategy(LossStrategy):
 
     kind: ClassVar[LossKind] = "mnrl"
 
-    def rows(self, sessions: list[Session], catalogue: Mapping[str, str]) -> list[dict[str, Any]]:
+    def rows(
+        self, sessions: list[SearchSession], catalogue: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
         return mnrl_rows(build_examples(sessions), catalogue)
 
     def loss(self, model: SentenceTransformer) -> nn.Module:
@@ -106,7 +110,9 @@ class ClickMarginLossStrategy(LossStrategy):
 
     kind: ClassVar[LossKind] = "click_margin"
 
-    def rows(self, sessions: list[Session], catalogue: Mapping[str, str]) -> list[dict[str, Any]]:
+    def rows(
+        self, sessions: list[SearchSession], catalogue: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
         return margin_rows(build_pairs(sessions), catalogue)
 
     def loss(self, model: SentenceTransformer) -> nn.Module:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from embtune.clickstream.sessions import Session
+from embtune.clickstream.sessions import SearchSession
 from embtune.errors import Conflict, NotFound
 from embtune.services.clickstream import ClickstreamService
 
@@ -252,9 +252,9 @@ def test_training_data_gives_sessions_and_item_texts(api: TestClient) -> None:
     data = clickstream.training_data(batch_id)
     assert data.batch_id == batch_id
     assert data.sessions() == [
-        Session("s0", "q0", ("a",), ()),
-        Session("s1", "q1", ("a", "b", "c"), ("c", "a")),
-        Session("s2", "q2", ("d", "a"), (), irrelevant=True),
+        SearchSession("s0", "q0", ("a",), ()),
+        SearchSession("s1", "q1", ("a", "b", "c"), ("c", "a")),
+        SearchSession("s2", "q2", ("d", "a"), (), irrelevant=True),
     ]
     assert data.item_texts(["a", "zzz", "c"]) == {"a": "text a", "c": "text c"}
     assert data.item_texts() == {o: f"text {o}" for o in "abcd"}

@@ -13,18 +13,18 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from embtune.clickstream.sessions import Session
+from embtune.clickstream.sessions import SearchSession
 
 
 @dataclass
 class InMemoryTrainingData:
     """`TrainingData` over a list of sessions and an item dict."""
 
-    search_sessions: list[Session]
+    search_sessions: list[SearchSession]
     items: dict[str, str]
     batch_id: str | None = field(default=None)
 
-    def sessions(self) -> list[Session]:
+    def sessions(self) -> list[SearchSession]:
         return list(self.search_sessions)
 
     def item_texts(self, object_ids: Iterable[str] | None = None) -> dict[str, str]:
@@ -71,7 +71,7 @@ def shop_jargon_data(sessions_per_product: int = 4, seed: int = 0) -> InMemoryTr
     """20 products, 20 decoys and `sessions_per_product` searches per product; deterministic."""
     rng = random.Random(seed)
     items: dict[str, str] = {}
-    sessions: list[Session] = []
+    sessions: list[SearchSession] = []
     for index, (code, nick, text) in enumerate(PRODUCTS):
         product_id, decoy_id = f"p{index:02d}", f"d{index:02d}"
         items[product_id] = text
@@ -79,7 +79,7 @@ def shop_jargon_data(sessions_per_product: int = 4, seed: int = 0) -> InMemoryTr
         for number, template in enumerate(rng.sample(QUERIES, sessions_per_product)):
             other = f"p{rng.choice([i for i in range(len(PRODUCTS)) if i != index]):02d}"
             sessions.append(
-                Session(
+                SearchSession(
                     session_id=f"s{index:02d}-{number}",
                     query=template.format(code=code, nick=nick),
                     results=(decoy_id, product_id, other),

@@ -7,7 +7,7 @@ import pytest
 from embtune.clickstream.sessions import (
     Example,
     ScoredPair,
-    Session,
+    SearchSession,
     build_examples,
     build_pairs,
     click_confidence,
@@ -22,9 +22,9 @@ def session(
     clicks: str = "",
     query: str | None = None,
     irrelevant: bool = False,
-) -> Session:
+) -> SearchSession:
     """Results and clicks as space-separated ids, to keep the cases readable."""
-    return Session(
+    return SearchSession(
         session_id=session_id,
         query=query or f"query {session_id}",
         results=tuple(results.split()),

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from embtune import allocator
-from embtune.clickstream.sessions import Session, relevance, split_sessions
+from embtune.clickstream.sessions import SearchSession, relevance, split_sessions
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
 from embtune.plugins.registry import DEFAULT_PLUGIN, PluginRegistry
@@ -320,11 +320,11 @@ def test_a_cancel_stops_the_run_inside_a_forward_pass(
 # session without clicks, one irrelevant. As MNRL examples, s1 and s2 give one each (a click
 # below one skipped item); the others none.
 TINY_SESSIONS = [
-    Session("s1", "alpha", ("a", "b"), ("b",)),
-    Session("s2", "beta", ("c", "d"), ("d",)),
-    Session("s3", "gamma", ("e", "x"), ("x",)),
-    Session("s4", "delta", ("a", "c"), ()),
-    Session("s5", "epsilon", ("b",), (), irrelevant=True),
+    SearchSession("s1", "alpha", ("a", "b"), ("b",)),
+    SearchSession("s2", "beta", ("c", "d"), ("d",)),
+    SearchSession("s3", "gamma", ("e", "x"), ("x",)),
+    SearchSession("s4", "delta", ("a", "c"), ()),
+    SearchSession("s5", "epsilon", ("b",), (), irrelevant=True),
 ]
 TINY_ITEMS = {name: f"item {name}" for name in "abcde"}
 TINY_MNRL_EXAMPLES = {"s1": 1, "s2": 1, "s3": 0, "s4": 0, "s5": 0}
@@ -335,7 +335,7 @@ def tiny_data() -> InMemoryTrainingData:
     return InMemoryTrainingData(list(TINY_SESSIONS), dict(TINY_ITEMS))
 
 
-def tiny_split() -> tuple[list[Session], list[Session]]:
+def tiny_split() -> tuple[list[SearchSession], list[SearchSession]]:
     return split_sessions(TINY_SESSIONS, TINY_PARAMS["validation_fraction"], TINY_PARAMS["seed"])
 
 

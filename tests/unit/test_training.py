@@ -13,7 +13,7 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerControl, TrainerState
 
 from embtune.artifacts import resolve_source
-from embtune.clickstream.sessions import Session, build_examples, build_pairs, relevance
+from embtune.clickstream.sessions import SearchSession, build_examples, build_pairs, relevance
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.evaluation import RetrievalReport, compare_reports, evaluate_retrieval
 from embtune.training.models import load_model
@@ -56,19 +56,19 @@ ITEMS = {
 }
 
 SESSIONS = [
-    Session("s01", "running shoes", ("i01", "i12", "i00"), ("i00",)),
-    Session("s02", "jacket for rain", ("i01", "i11"), ("i11",)),
-    Session("s03", "headphones", ("i13", "i02"), ("i02",)),
-    Session("s04", "coffee", ("i14", "i03"), ("i03", "i14")),
-    Session("s05", "exercise mat", ("i15", "i04"), ("i04",)),
-    Session("s06", "kettle", ("i05",), ("i05",)),
-    Session("s07", "wallet", ("i08", "i06"), ("i06",)),
-    Session("s08", "keyboard", ("i17", "i07"), ("i07",)),
-    Session("s09", "desk light", ("i09", "i08"), ("i08",)),
-    Session("s10", "backpack", ("i19", "i09"), ("i09",)),
-    Session("s11", "pan", ("i10",), ("i10",)),
-    Session("s12", "socks", ("i18",), ("i18",)),
-    Session("s13", "gift ideas", ("i06", "i18", "i16"), (), irrelevant=True),
+    SearchSession("s01", "running shoes", ("i01", "i12", "i00"), ("i00",)),
+    SearchSession("s02", "jacket for rain", ("i01", "i11"), ("i11",)),
+    SearchSession("s03", "headphones", ("i13", "i02"), ("i02",)),
+    SearchSession("s04", "coffee", ("i14", "i03"), ("i03", "i14")),
+    SearchSession("s05", "exercise mat", ("i15", "i04"), ("i04",)),
+    SearchSession("s06", "kettle", ("i05",), ("i05",)),
+    SearchSession("s07", "wallet", ("i08", "i06"), ("i06",)),
+    SearchSession("s08", "keyboard", ("i17", "i07"), ("i07",)),
+    SearchSession("s09", "desk light", ("i09", "i08"), ("i08",)),
+    SearchSession("s10", "backpack", ("i19", "i09"), ("i09",)),
+    SearchSession("s11", "pan", ("i10",), ("i10",)),
+    SearchSession("s12", "socks", ("i18",), ("i18",)),
+    SearchSession("s13", "gift ideas", ("i06", "i18", "i16"), (), irrelevant=True),
 ]
 
 FAST = {"epochs": 1, "batch_size": 4, "max_seq_length": 32, "min_examples": 1, "seed": 7}
