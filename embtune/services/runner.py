@@ -135,10 +135,12 @@ class TaskRunner:
         monitor = threading.Thread(
             target=self._monitor, args=(live,), name=f"embtune-monitor-{task_id}", daemon=True
         )
-        monitor.start()
         staging = None
         stopped = False
         try:
+            # inside the try: an asynchronous Shutdown landing right after the start must still
+            # stop the monitor (finally) and hand the task back
+            monitor.start()
             try:
                 staging = self.artifacts.staging_dir(task_id, broker_id)
             except OSError as exc:
@@ -167,7 +169,8 @@ class TaskRunner:
             raise
         finally:
             live.stop.set()
-            monitor.join(timeout=5)
+            if monitor.ident is not None:  # started
+                monitor.join(timeout=5)
             if staging is not None:
                 self.artifacts.discard(staging)
             # A run's peak (gigabytes for a big catalogue) goes back to the OS, whatever the
@@ -311,11 +314,23 @@ class TaskRunner:
     def _monitor(self, live: _LiveRun) -> None:
         """Heart-beat every `heartbeat_interval_s`; between beats, a cheap read of the status
         every `CANCEL_POLL_S` so a cancel stops the run within a fraction of a second."""
-        poll = min(CANCEL_POLL_S, self.heartbeat_interval_s)
-        next_beat = time.monotonic() + self.heartbeat_interval_s
         # several attempts a second during an outage: the first failure and the recovery are
         # logged, not every attempt
         outage = OutageLog(log, f"heartbeat for task {live.task_id}")
+        while True:
+            try:
+                self._heartbeat_until_stopped(live, outage)
+                return
+            except Interrupt as exc:
+                # dramatiq delivers Shutdown/Abort/TimeLimitExceeded asynchronously by thread
+                # id; one aimed at a worker thread whose id this thread now reuses is not ours,
+                # and a monitor that died of it would leave the run without heartbeats
+                log.warning("run monitor of task %s ignored a stray %s", live.task_id,
+                            type(exc).__name__)
+
+    def _heartbeat_until_stopped(self, live: _LiveRun, outage: OutageLog) -> None:
+        poll = min(CANCEL_POLL_S, self.heartbeat_interval_s)
+        next_beat = time.monotonic() + self.heartbeat_interval_s
         while not live.stop.wait(poll):
             try:
                 if time.monotonic() >= next_beat:
