@@ -38,7 +38,8 @@ class TaskStatus(enum.StrEnum):
 
 
 TERMINAL = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.refused, TaskStatus.canceled})
-FINISHED_WITH_RESULT = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.refused})
+# the states a run ends a task in (canceled is the user's doing, not the run's)
+RUN_OUTCOMES = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.refused})
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class TransitionRule:
     event_message: str = ""
 
 
+@enum.unique  # two rules with equal values would silently become one member under two names
 class Transition(enum.Enum):
-    """Named state changes; the value is (allowed sources, target)."""
+    """Named state changes; the value is (allowed sources, target, default event message)."""
 
     # No sources: a task is born by this transition (an insert), never moved into it.
     create = TransitionRule(frozenset(), TaskStatus.pending, "created")
@@ -70,7 +72,7 @@ class Transition(enum.Enum):
         TaskStatus.pending,
     )
     requeue = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.pending)
-    give_up = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed)
+    give_up = TransitionRule(frozenset({TaskStatus.processing}), TaskStatus.failed, "gave up")
 
     @property
     def sources(self) -> frozenset[TaskStatus]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.tasks import FINISHED_WITH_RESULT, Task, TaskEvent, TaskStatus, Transition
+from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskStatus, Transition
 from embtune.errors import Conflict, NotFound
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
@@ -246,7 +246,7 @@ class TaskService:
                 raise NotFound(f"task {task_id!r} not found")
             if task.status is TaskStatus.canceled:
                 return task
-            if task.status in FINISHED_WITH_RESULT:
+            if task.status in RUN_OUTCOMES:
                 raise Conflict(
                     f"task {task_id} is already {task.status.value}; a finished task cannot "
                     "be canceled"

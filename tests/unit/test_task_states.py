@@ -54,3 +54,10 @@ def test_retry_policy_requeues_until_the_limit() -> None:
         RetryDecision.give_up,
     ]
     assert "3 attempt" in policy.give_up_detail(3)
+
+
+def test_every_transition_is_its_own_member() -> None:
+    # equal rule values would make one an alias of the other (`give_up.name == "fail"`)
+    names = [t.name for t in Transition]
+    assert len(names) == len(Transition.__members__)
+    assert Transition.give_up.name == "give_up"
