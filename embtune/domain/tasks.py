@@ -141,7 +141,7 @@ class Task:
     batch_id: str | None
     params: dict[str, Any]
     metadata: dict[str, Any]
-    broker_id: str | None
+    message_id: str | None
     progress: Progress
     metrics: dict[str, Any] | None
     result_model_id: str | None

@@ -21,23 +21,23 @@ class Dispatcher:
         self.bundle = bundle
         self.queue_name = queue_name
 
-    def send(self, task_id: str, broker_id: str) -> None:
-        """Enqueue one run of `task_id` as message `broker_id`; raises when the broker fails."""
+    def send(self, task_id: str, message_id: str) -> None:
+        """Enqueue one run of `task_id` as message `message_id`; raises when the broker fails."""
         message: dramatiq.Message = dramatiq.Message(
             queue_name=self.queue_name,
             actor_name=ACTOR_NAME,
             args=(task_id,),
             kwargs={},
             options={},
-            message_id=broker_id,
+            message_id=message_id,
         )
         self.bundle.broker.enqueue(message)
 
-    def abort(self, broker_id: str, grace_s: float) -> None:
+    def abort(self, message_id: str, grace_s: float) -> None:
         """Skip the message if still queued; interrupt the run if it ignores the cooperative
         stop for `grace_s` seconds."""
         self.bundle.abortable.abort(
-            broker_id, mode=AbortMode.ABORT, abort_timeout=int(grace_s * 1000)
+            message_id, mode=AbortMode.ABORT, abort_timeout=int(grace_s * 1000)
         )
 
     def ping(self) -> None:

@@ -48,7 +48,7 @@ class TaskPublic(BaseModel):
     batch_id: str | None
     params: dict[str, Any]
     metadata: dict[str, Any]
-    broker_id: str | None
+    message_id: str | None
     progress: TaskProgress
     metrics: dict[str, Any] | None
     result_model_id: str | None

@@ -286,7 +286,7 @@ class ClickstreamService:
         self.clickstream.create_open_batch(session, now)
         return self.clickstream.get_batch(session, batch_id)
 
-    def release_for_task(self, task_id: str, broker_id: str) -> str:
+    def release_for_task(self, task_id: str, message_id: str) -> str:
         """Release the open batch for a run and record it on the run's task, atomically.
 
         One transaction, guarded by the run still owning the task (processing under its
@@ -300,7 +300,7 @@ class ClickstreamService:
             if (
                 task is None
                 or task.status is not TaskStatus.processing
-                or task.broker_id != broker_id
+                or task.message_id != message_id
             ):
                 raise TaskStopped("task left processing before its batch was released")
             if task.batch_id is not None:  # recorded by an earlier call of this run
@@ -311,7 +311,7 @@ class ClickstreamService:
                     "no clickstream to train on: the open batch has no sessions "
                     "(POST /api/v1/clickstream/session first)"
                 )
-            self.tasks.update_live(session, task_id, broker_id, {"batch_id": released.id})
+            self.tasks.update_live(session, task_id, message_id, {"batch_id": released.id})
             self.tasks.add_event(
                 session, task_id, TaskEventKind.run, None, None, f"released batch {released.id}"
             )
@@ -344,7 +344,7 @@ class ClickstreamService:
         return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
 
     def data_for_run(
-        self, task_id: str, broker_id: str, batch_id: str | None
+        self, task_id: str, message_id: str, batch_id: str | None
     ) -> BatchTrainingData:
         """The data a run trains on: its task's recorded batch, or the open batch released
         now and recorded on the task in the same transaction (`release_for_task`).
@@ -352,7 +352,7 @@ class ClickstreamService:
         Raises TaskRefused when there is nothing to train on — a deterministic outcome that
         must not be retried — and TaskStopped when the run no longer owns its task."""
         if batch_id is None:
-            batch_id = self.release_for_task(task_id, broker_id)
+            batch_id = self.release_for_task(task_id, message_id)
         try:
             return self.training_data(batch_id)
         except NotFound as exc:

@@ -39,12 +39,12 @@ class DispatchMarks:
         self._thread: threading.Thread | None = None
         self._outage = OutageLog(log, "recording dispatched tasks")
 
-    def add(self, task_id: str, broker_id: str) -> None:
+    def add(self, task_id: str, message_id: str) -> None:
         with self._wake:
             if len(self._pending) >= MAX_PENDING:
                 log.warning("dispatch marks backlog full; task %s will be resent", task_id)
                 return
-            self._pending.append((task_id, broker_id))
+            self._pending.append((task_id, message_id))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="embtune-dispatch-marks", daemon=True

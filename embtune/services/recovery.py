@@ -67,7 +67,7 @@ class Recovery:
         """After an in-memory broker starts, every pending task's message is gone: send again."""
         with self.db.read() as session:
             pending = self.repo.all_pending(session, limit=100_000)
-        return sum(self.tasks.send(t.id, t.broker_id) for t in pending if t.broker_id)
+        return sum(self.tasks.send(t.id, t.message_id) for t in pending if t.message_id)
 
     def run_once(self) -> RecoveryReport:
         report = RecoveryReport()
@@ -82,13 +82,13 @@ class Recovery:
             cutoff = now - timedelta(seconds=self.heartbeat_timeout_s)
             stale = self.repo.stale(session, heartbeat_before=cutoff, limit=SCAN_LIMIT)
         for task in undelivered:
-            if task.broker_id and self.tasks.send(task.id, task.broker_id):
+            if task.message_id and self.tasks.send(task.id, task.message_id):
                 report.resent += 1
         for task in stale:  # each guarded again: a beat may have arrived since the read
             if self.policy.decide(task.attempts) is RetryDecision.requeue:
-                report.requeued += self._requeue(task.id, task.broker_id, cutoff)
+                report.requeued += self._requeue(task.id, task.message_id, cutoff)
             else:
-                report.failed += self._give_up(task.id, task.broker_id, task.attempts, cutoff)
+                report.failed += self._give_up(task.id, task.message_id, task.attempts, cutoff)
         try:
             report.staging_swept = self._sweep_staging()
         except Exception as exc:  # a disk problem must not stop the task recovery above
@@ -115,7 +115,7 @@ class Recovery:
             with self.db.read() as session:
                 task = self.repo.get(session, task_id)
             if task is not None and (
-                (task.status is TaskStatus.processing and task.broker_id == run_id)
+                (task.status is TaskStatus.processing and task.message_id == run_id)
                 or task.updated_at > settled
             ):
                 continue
@@ -124,26 +124,26 @@ class Recovery:
             swept += 1
         return swept
 
-    def _requeue(self, task_id: str, old_broker_id: str | None, cutoff: datetime) -> int:
-        broker_id = new_id()
+    def _requeue(self, task_id: str, old_message_id: str | None, cutoff: datetime) -> int:
+        message_id = new_id()
         with self.db.transaction() as session:
             # the dead run's figures would read as live until the next claim: the progress
             # says it was re-queued
             task = self.repo.requeue_if_stale(
-                session, task_id, old_broker_id, cutoff, broker_id, REQUEUE_MESSAGE
+                session, task_id, old_message_id, cutoff, message_id, REQUEUE_MESSAGE
             )
         if task is None:
             return 0
-        self.tasks.send(task_id, broker_id)
+        self.tasks.send(task_id, message_id)
         return 1
 
     def _give_up(
-        self, task_id: str, broker_id: str | None, attempts: int, cutoff: datetime
+        self, task_id: str, message_id: str | None, attempts: int, cutoff: datetime
     ) -> int:
         detail = self.policy.give_up_detail(attempts)
         with self.db.transaction() as session:
             task = self.repo.give_up_if_stale(
-                session, task_id, broker_id, cutoff, detail, utcnow()
+                session, task_id, message_id, cutoff, detail, utcnow()
             )
         return int(task is not None)
 

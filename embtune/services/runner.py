@@ -58,7 +58,7 @@ class _LiveRun:
     """Mutable state shared by the plugin thread and the monitor thread of one run."""
 
     task_id: str
-    broker_id: str
+    message_id: str
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Held from `take` until the taken messages are committed, so the final transaction never
@@ -126,12 +126,12 @@ class TaskRunner:
         self.models = ModelRepository()
 
     # -- entry point (called by the actor) ------------------------------------------------------
-    def handle(self, task_id: str, broker_id: str) -> None:
-        task = self._claim(task_id, broker_id)
+    def handle(self, task_id: str, message_id: str) -> None:
+        task = self._claim(task_id, message_id)
         if task is None:
-            log.info("message %s for task %s is stale; ignored", broker_id, task_id)
+            log.info("message %s for task %s is stale; ignored", message_id, task_id)
             return
-        live = _LiveRun(task_id, broker_id)
+        live = _LiveRun(task_id, message_id)
         monitor = threading.Thread(
             target=self._monitor, args=(live,), name=f"embtune-monitor-{task_id}", daemon=True
         )
@@ -142,7 +142,7 @@ class TaskRunner:
             # stop the monitor (finally) and hand the task back
             monitor.start()
             try:
-                staging = self.artifacts.staging_dir(task_id, broker_id)
+                staging = self.artifacts.staging_dir(task_id, message_id)
             except OSError as exc:
                 raise ArtifactStoreError(
                     f"artifact store {self.artifacts.root} is not writable: {exc}"
@@ -181,9 +181,9 @@ class TaskRunner:
             self._note(task_id, "run stopped: the task was canceled or taken over")
 
     # -- phases --------------------------------------------------------------------------------
-    def _claim(self, task_id: str, broker_id: str) -> Task | None:
+    def _claim(self, task_id: str, message_id: str) -> Task | None:
         with self.db.transaction() as session:
-            return self.tasks.claim(session, task_id, broker_id, worker_identity(), utcnow())
+            return self.tasks.claim(session, task_id, message_id, worker_identity(), utcnow())
 
     def _run(self, task: Task, live: _LiveRun, staging: Path) -> None:
         with self.db.read() as session:
@@ -217,7 +217,7 @@ class TaskRunner:
         retrains on the very same sessions and a cancel never orphans a released batch."""
         if not plugin.uses_clickstream or self.clickstream is None:
             return None
-        return self.clickstream.data_for_run(task.id, live.broker_id, task.batch_id)
+        return self.clickstream.data_for_run(task.id, live.message_id, task.batch_id)
 
     def _local_source(self, model: EmbeddingModel) -> str:
         """Plugins open local directories: a model in a remote artifact store is fetched."""
@@ -251,7 +251,7 @@ class TaskRunner:
                     session,
                     task.id,
                     Transition.complete,
-                    broker_id=live.broker_id,
+                    message_id=live.message_id,
                     message=f"registered model {model_id}",
                     values={
                         "metrics": result.metrics,
@@ -270,13 +270,13 @@ class TaskRunner:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""
         try:
             with live.writing, self.db.transaction() as session:
-                if self.tasks.is_owned(session, live.task_id, live.broker_id):
+                if self.tasks.is_owned(session, live.task_id, live.message_id):
                     self._flush_messages(session, live)
                 self.tasks.apply(
                     session,
                     live.task_id,
                     transition,
-                    broker_id=live.broker_id,
+                    message_id=live.message_id,
                     message=detail,
                     values={
                         "detail": detail,
@@ -299,14 +299,14 @@ class TaskRunner:
         """Give the task back to the queue under a new message id (graceful shutdown). The
         dead run's progress goes with it: until a worker claims it again, the task says it
         was re-queued, not where the old run was."""
-        new_broker_id = new_id()
+        new_message_id = new_id()
         try:
             with self.db.transaction() as session:
                 task = self.tasks.hand_back(
-                    session, live.task_id, live.broker_id, new_broker_id, message
+                    session, live.task_id, live.message_id, new_message_id, message
                 )
             if task is not None and self.requeue is not None:
-                self.requeue(live.task_id, new_broker_id)
+                self.requeue(live.task_id, new_message_id)
         except Exception:
             log.exception("could not hand task %s back", live.task_id)
 
@@ -345,7 +345,7 @@ class TaskRunner:
 
     def _still_owned(self, live: _LiveRun) -> bool:
         with self.db.read() as session:
-            return self.tasks.is_owned(session, live.task_id, live.broker_id)
+            return self.tasks.is_owned(session, live.task_id, live.message_id)
 
     def _beat(self, live: _LiveRun) -> None:
         with live.writing:
@@ -354,7 +354,7 @@ class TaskRunner:
             if progress is not None:
                 values["progress"] = progress.to_dict()
             with self.db.transaction() as session:
-                owned = self.tasks.update_live(session, live.task_id, live.broker_id, values)
+                owned = self.tasks.update_live(session, live.task_id, live.message_id, values)
                 if owned:
                     self._add_progress_events(session, live.task_id, messages)
         if not owned:

@@ -102,7 +102,7 @@ class TaskService:
             "batch_id": batch_id,
             "params": normalized,
             "meta": metadata or {},
-            "broker_id": new_id(),
+            "message_id": new_id(),
             "progress": None,
             "metrics": None,
             "attempts": 0,
@@ -122,18 +122,18 @@ class TaskService:
                         "with a different request body"
                     )
                 return existing, False
-        self.send(created.id, values["broker_id"])
+        self.send(created.id, values["message_id"])
         return created, True
 
-    def send(self, task_id: str, broker_id: str) -> bool:
+    def send(self, task_id: str, message_id: str) -> bool:
         """Send after commit; a failure leaves the task pending and undelivered for recovery.
         A sent message is marked `dispatched_at` shortly after, in a batch (`DispatchMarks`)."""
         try:
-            self.dispatcher.send(task_id, broker_id)
+            self.dispatcher.send(task_id, message_id)
         except Exception as exc:
             log.warning("could not send task %s (recovery will resend): %s", task_id, exc)
             return False
-        self.marks.add(task_id, broker_id)
+        self.marks.add(task_id, message_id)
         return True
 
     def _model(self, model_id: str) -> EmbeddingModel:
@@ -217,7 +217,7 @@ class TaskService:
         worker. A processing task is left as it is. A done task is refused (409): its result
         is a registered model that points to it, and wiping the task would detach that model;
         tuning again is a new task on the same batch."""
-        broker_id = new_id()
+        message_id = new_id()
         with self.db.transaction() as session:
             task = self.tasks.get(session, task_id, lock=True)
             if task is None:
@@ -231,11 +231,11 @@ class TaskService:
                 task_id,
                 Transition.restart,
                 message=f"restarted from {task.status.value}",
-                values={"broker_id": broker_id, **RUN_FIELDS_RESET},
+                values={"message_id": message_id, **RUN_FIELDS_RESET},
             )
             if restarted is None:  # unreachable under the row lock; kept as a guard
                 raise Conflict(f"task {task_id} changed state meanwhile; try again")
-        self.send(task_id, broker_id)
+        self.send(task_id, message_id)
         return restarted
 
     # -- cancel -------------------------------------------------------------------------------
@@ -260,9 +260,9 @@ class TaskService:
             )
             if canceled is None:  # unreachable under the row lock; kept as a guard
                 raise Conflict(f"task {task_id} changed state meanwhile; try again")
-        if canceled.broker_id:
+        if canceled.message_id:
             try:
-                self.dispatcher.abort(canceled.broker_id, self.abort_grace_s)
+                self.dispatcher.abort(canceled.message_id, self.abort_grace_s)
             except Exception as exc:  # the run still stops: it sees `canceled` at its next check
                 log.warning("abort signal for task %s failed: %s", task_id, exc)
         return canceled

@@ -59,7 +59,7 @@ class TaskRow(Base):
     batch_id: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[dict[str, Any]]
     meta: Mapped[dict[str, Any]]
-    broker_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
     progress: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any] | None]
     result_model_id: Mapped[str | None] = mapped_column(String(32))

@@ -32,7 +32,7 @@ INSERT_TASK = {
 
 MARK_DISPATCHED = (
     update(TASKS)
-    .where(TASKS.c.id == bindparam("b_task"), TASKS.c.broker_id == bindparam("b_message"))
+    .where(TASKS.c.id == bindparam("b_task"), TASKS.c.message_id == bindparam("b_message"))
     .values(dispatched_at=bindparam("at"))
 )
 
@@ -78,7 +78,7 @@ def to_task(row: Any) -> Task:
         batch_id=row.batch_id,
         params=row.params or {},
         metadata=row.meta or {},
-        broker_id=row.broker_id,
+        message_id=row.message_id,
         progress=Progress.from_dict(row.progress),
         metrics=row.metrics,
         result_model_id=row.result_model_id,

@@ -117,13 +117,13 @@ class TaskRepository:
         task_id: str,
         transition: Transition,
         *,
-        broker_id: str | None = None,
+        message_id: str | None = None,
         message: str = "",
         values: dict[str, Any] | None = None,
     ) -> Task | None:
         """Compare-and-set one transition; None when the task was not in a source state."""
         return self._compare_and_set(
-            session, task_id, transition, broker_id=broker_id, message=message, values=values
+            session, task_id, transition, message_id=message_id, message=message, values=values
         )
 
     def _compare_and_set(
@@ -132,7 +132,7 @@ class TaskRepository:
         task_id: str,
         transition: Transition,
         *,
-        broker_id: str | None = None,
+        message_id: str | None = None,
         message: str = "",
         values: dict[str, Any] | None = None,
         extra_where: Sequence[Any] = (),
@@ -154,8 +154,8 @@ class TaskRepository:
             TaskRow.status.in_([s.value for s in transition.sources]),
             *extra_where,
         ]
-        if broker_id is not None:
-            where.append(TaskRow.broker_id == broker_id)
+        if message_id is not None:
+            where.append(TaskRow.message_id == message_id)
         new_values = {"status": transition.target.value, "updated_at": now, **(values or {})}
         result = session.execute(
             update(TaskRow).where(*where).values(**new_values).execution_options(
@@ -198,7 +198,7 @@ class TaskRepository:
             session,
             task_id,
             Transition.claim,
-            broker_id=message_id,
+            message_id=message_id,
             message=f"claimed by {worker}",
             values={
                 "started_at": now,
@@ -256,7 +256,7 @@ class TaskRepository:
             session,
             task_id,
             Transition.give_up,
-            broker_id=message_id,
+            message_id=message_id,
             extra_where=(TaskRow.heartbeat_at < cutoff,),
             message=detail,
             values={"detail": detail, "finished_at": now},
@@ -277,11 +277,11 @@ class TaskRepository:
             session,
             task_id,
             Transition.requeue,
-            broker_id=message_id,
+            message_id=message_id,
             extra_where=extra_where,
             message=reason,
             values={
-                "broker_id": new_message_id,
+                "message_id": new_message_id,
                 "dispatched_at": None,
                 **(extra_values or {}),
                 "worker_id": None,
@@ -290,29 +290,29 @@ class TaskRepository:
         )
 
     @staticmethod
-    def _owned_by(task_id: str, broker_id: str) -> tuple[Any, ...]:
+    def _owned_by(task_id: str, message_id: str) -> tuple[Any, ...]:
         """A run owns its task while the task is processing under the run's message id."""
         return (
             TaskRow.id == task_id,
             TaskRow.status == TaskStatus.processing.value,
-            TaskRow.broker_id == broker_id,
+            TaskRow.message_id == message_id,
         )
 
     def update_live(
-        self, session: Session, task_id: str, broker_id: str, values: dict[str, Any]
+        self, session: Session, task_id: str, message_id: str, values: dict[str, Any]
     ) -> bool:
         """Write fields of a run that still owns the task."""
         result = session.execute(
             update(TaskRow)
-            .where(*self._owned_by(task_id, broker_id))
+            .where(*self._owned_by(task_id, message_id))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
 
-    def is_owned(self, session: Session, task_id: str, broker_id: str) -> bool:
+    def is_owned(self, session: Session, task_id: str, message_id: str) -> bool:
         """The same test as `update_live`, read-only and without loading the row."""
-        found = session.scalar(select(TaskRow.id).where(*self._owned_by(task_id, broker_id)))
+        found = session.scalar(select(TaskRow.id).where(*self._owned_by(task_id, message_id)))
         return found is not None
 
     def mark_dispatched_many(

@@ -39,12 +39,12 @@ def test_a_mark_for_a_replaced_message_changes_nothing(client_factory) -> None:
     task = client.post(TASKS, json={"embedding_model_id": register_model(client)}).json()
     wait_until(lambda: dispatched_at(client, task["id"]) is not None, timeout=10)
     restarted = client.put(f"{TASKS}/{task['id']}/restart").json()
-    assert restarted["broker_id"] != task["broker_id"]
+    assert restarted["message_id"] != task["message_id"]
     runtime.tasks.marks.flush()
     stale = DispatchMarks(runtime.db)
     with runtime.db.transaction() as session:  # the restart's own mark, if any, is undone
         session.execute(TASK_TABLE.update().values(dispatched_at=None))
-    stale.add(task["id"], task["broker_id"])  # the old message's mark arrives late
+    stale.add(task["id"], task["message_id"])  # the old message's mark arrives late
     stale.close()
     assert dispatched_at(client, task["id"]) is None
 
@@ -77,7 +77,7 @@ def test_marks_survive_a_refused_batch_and_are_written_later(client_factory) -> 
     flaky = FlakyDatabase(runtime.db, failures=2)
     marks = DispatchMarks(flaky, gather_s=0.0)
     for task_id in ids:
-        marks.add(task_id, runtime.tasks.get(task_id).broker_id)
+        marks.add(task_id, runtime.tasks.get(task_id).message_id)
     wait_until(lambda: all(dispatched_at(client, i) is not None for i in ids), timeout=10)
     assert flaky.failures == 0  # the marks were refused twice, kept, and written on retry
     marks.close()

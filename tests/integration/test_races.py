@@ -31,9 +31,9 @@ def test_cancel_and_restart_racing_completion_leave_legal_states(client_factory)
     rng = random.Random(20261129)
     outcomes: Counter[str] = Counter()
 
-    def worker(task_id: str, broker_id: str, delay: float) -> None:
+    def worker(task_id: str, message_id: str, delay: float) -> None:
         time.sleep(delay)
-        runtime.runner.handle(task_id, broker_id)
+        runtime.runner.handle(task_id, message_id)
 
     def race(seed: int) -> str:
         local = random.Random(seed)
@@ -41,7 +41,7 @@ def test_cancel_and_restart_racing_completion_leave_legal_states(client_factory)
             embedding_model_id=model_id, params={"steps": 1, "step_seconds": 0.0}
         )
         threads = [threading.Thread(target=worker,
-                                    args=(task.id, task.broker_id, local.random() * 0.004))]
+                                    args=(task.id, task.message_id, local.random() * 0.004))]
         threads[0].start()
         for _ in range(local.randint(1, 3)):
             time.sleep(local.random() * 0.004)
@@ -53,7 +53,7 @@ def test_cancel_and_restart_racing_completion_leave_legal_states(client_factory)
                     if restarted.status is TaskStatus.pending and local.random() < 0.5:
                         # a second worker picks up the restart's message while the first runs
                         t = threading.Thread(target=worker,
-                                             args=(task.id, restarted.broker_id, 0.0))
+                                             args=(task.id, restarted.message_id, 0.0))
                         t.start()
                         threads.append(t)
             except Conflict:

@@ -73,7 +73,7 @@ def test_a_task_whose_runs_keep_dying_fails_after_max_attempts(client_factory) -
         current = task_status(client, task["id"])
         if current["status"] != "pending":
             return current["status"] == "failed"
-        runtime.runner._claim(task["id"], current["broker_id"])  # a run that never beats
+        runtime.runner._claim(task["id"], current["message_id"])  # a run that never beats
         return False
 
     failed = wait_until(claim_and_go_silent, timeout=30, interval=0.05)

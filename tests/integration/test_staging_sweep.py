@@ -42,16 +42,16 @@ def test_recovery_sweeps_staging_of_finished_and_requeued_runs_only(client_facto
         return client.post(TASKS, json={"embedding_model_id": model_id, "params": params}).json()
 
     done = create(steps=1)
-    runtime.runner.handle(done["id"], done["broker_id"])
+    runtime.runner.handle(done["id"], done["message_id"])
     wait_status(client, done["id"], "done")
     waiting = create()  # pending (re-queued, say): whatever run wrote for it is over
     running = create()
-    assert runtime.runner._claim(running["id"], running["broker_id"]) is not None
+    assert runtime.runner._claim(running["id"], running["message_id"]) is not None
 
     over = [leftover(staging, done["id"], new_id()),
             leftover(staging, waiting["id"], new_id()),
             leftover(staging, new_id(), new_id())]  # a task that no longer exists
-    live = leftover(staging, running["id"], running["broker_id"])
+    live = leftover(staging, running["id"], running["message_id"])
     foreign = [leftover(staging, running["id"], "notes"), staging / "README"]
     foreign[1].write_text("not a run's\n")
 

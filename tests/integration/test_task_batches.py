@@ -212,12 +212,12 @@ def test_the_run_releases_nothing_once_it_no_longer_owns_the_task(client: TestCl
     try:
         task_id = client.post(TASKS, json={"embedding_model_id": model}).json()["id"]
         gate.wait_reached()
-        broker_id = client.app.state.runtime.tasks.get(task_id).broker_id
+        message_id = client.app.state.runtime.tasks.get(task_id).message_id
         client.put(f"{TASKS}/{task_id}/cancel")
         with pytest.raises(TaskStopped):
-            clickstream.release_for_task(task_id, broker_id)
+            clickstream.release_for_task(task_id, message_id)
         with pytest.raises(TaskStopped):
-            clickstream.release_for_task("no-such-task", broker_id)
+            clickstream.release_for_task("no-such-task", message_id)
     finally:
         gate.go.set()
     assert [b["status"] for b in batches(client)] == ["open"]

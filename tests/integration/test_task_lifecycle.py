@@ -20,7 +20,7 @@ def create(client: TestClient, model_id: str, **body: object) -> dict:
 def test_create_runs_to_done_and_registers_an_iteration(client: TestClient, model_id: str) -> None:
     task = create(client, model_id, params={"steps": 3}, metadata={"team": "search"})
     assert task["status"] in ("pending", "processing", "done")  # a fast worker may claim it
-    assert task["broker_id"]
+    assert task["message_id"]
     done = wait_status(client, task["id"], "done")
     assert done["attempts"] == 1
     assert done["metrics"] == {"steps": 3}
@@ -145,7 +145,7 @@ def test_restart_from_failed_and_canceled(client: TestClient, model_id: str) -> 
     for before in (failed, canceled):
         restarted = client.put(f"{TASKS}/{before['id']}/restart").json()
         assert restarted["status"] == "pending"
-        assert restarted["broker_id"] != before["broker_id"]
+        assert restarted["message_id"] != before["message_id"]
         assert restarted["attempts"] == 0
         assert restarted["detail"] is None
     wait_status(client, failed["id"], "failed")  # `fail` is in its params: it fails again
@@ -180,7 +180,7 @@ def test_restart_while_pending_runs_once(client: TestClient, model_id: str) -> N
     queued = create(client, model_id)
     restarted = client.put(f"{TASKS}/{queued['id']}/restart").json()
     assert restarted["status"] == "pending"
-    assert restarted["broker_id"] != queued["broker_id"]
+    assert restarted["message_id"] != queued["message_id"]
     client.put(f"{TASKS}/{blocker['id']}/cancel")
     wait_status(client, queued["id"], "done")
     assert claims(client, queued["id"]) == 1
@@ -191,7 +191,7 @@ def test_restart_of_processing_task_is_unchanged(client: TestClient, model_id: s
     running = wait_status(client, task["id"], "processing")
     again = client.put(f"{TASKS}/{task['id']}/restart").json()
     assert again["status"] == "processing"
-    assert again["broker_id"] == running["broker_id"]
+    assert again["message_id"] == running["message_id"]
     client.put(f"{TASKS}/{task['id']}/cancel")
 
 

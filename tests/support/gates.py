@@ -63,11 +63,11 @@ class GatedClickstream(ClickstreamService):
             self.clickstream = _GatedRepository(released)
 
     def data_for_run(
-        self, task_id: str, broker_id: str, batch_id: str | None
+        self, task_id: str, message_id: str, batch_id: str | None
     ) -> BatchTrainingData:
         try:
             if self.before is not None:
                 self.before.pass_through()
-            return super().data_for_run(task_id, broker_id, batch_id)
+            return super().data_for_run(task_id, message_id, batch_id)
         finally:
             self.returned.set()
