@@ -16,7 +16,8 @@ from embtune.storage.tables import TaskEventRow, TaskRow
 from embtune.storage.upsert import insert_on_conflict
 
 # The hot statements work on the Core tables with bound parameters: compiled once and cached,
-# without the ORM's per-call attribute coercion (a third of a create's cost before).
+# without the ORM's per-call attribute coercion (a large share of a create's cost; see the
+# README's latency figures).
 TASKS = TaskRow.__table__
 INSERT_EVENT = insert(TaskEventRow.__table__)
 # every column bound explicitly (a column the caller leaves out is NULL), so the statement is

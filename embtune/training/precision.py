@@ -5,9 +5,9 @@
 * CUDA: bf16 where the GPU supports it (Ampere and later), else fp16, for both encoding and
   training (mixed precision: weights stay fp32, the trainer autocasts and scales the loss).
 * CPU with native bf16 (AVX512-BF16 or AMX): bf16 autocast for *encoding* only. Training stays
-  fp32: bf16 training on CPU was not measured to be both faster and as good (the machines this
-  was built on lack native bf16, where autocast bf16 runs ~6x *slower* than fp32 because every
-  matmul is emulated), and a quality loss in training would persist in the published model,
+  fp32: bf16 training on CPU was not measured to be both faster and as good (where bf16 is
+  emulated, autocast runs much *slower* than fp32; the README's Performance section has the
+  figures), and a quality loss in training would persist in the published model,
   whereas an encoding difference only touches evaluation (cosine ~1.0 to fp32).
 * Any other CPU: fp32 throughout.
 

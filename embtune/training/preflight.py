@@ -12,9 +12,10 @@ from embtune.training.data import ClickData, prepare, refusal
 from embtune.training.losses import LossStrategy
 from embtune.training.params import LossKind, SentenceTransformerParams, TrainParams
 
-# Measured on 2 CPU cores with all-MiniLM-L6-v2 at batch 32 and max_seq_length 256; time is
-# assumed to grow linearly with max_seq_length (texts shorter than it cost less, so this errs
-# high). A GPU is far faster; a CPU shared with other work can be several times slower.
+# Throughput on 2 CPU cores with all-MiniLM-L6-v2 at batch 32 and max_seq_length 256 (the
+# README's Performance section dates the measurement); time is assumed to grow linearly with
+# max_seq_length (texts shorter than it cost less, so this errs high). A GPU is far faster; a
+# CPU shared with other work can be several times slower.
 TRAIN_EXAMPLES_PER_S = 4.3
 ENCODE_DOCUMENTS_PER_S = 27.0
 REFERENCE_SEQ_LENGTH = 256
