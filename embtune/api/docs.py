@@ -15,27 +15,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from embtune.web.headers import page_headers
+
 ASSETS = "/docs-assets"
 INIT_SCRIPT = "/docs/init.js"
 
-DOCS_CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",  # the spec, and "Try it out" requests
-        "img-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
-DOCS_HEADERS = {
-    "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
+# the dashboard's policy: its connect-src 'self' covers the spec and "Try it out" requests
+DOCS_HEADERS = page_headers()
 
 PAGE = """<!doctype html>
 <html lang="en">

@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
+from embtune.web.headers import page_headers
+
 LOGIN_PATH = "/login"
-# Like the dashboard's policy (embtune.web.routes), but the form may post to this origin.
+# Stricter than the dashboard's policy (no script, no requests), but the form may post here.
 LOGIN_CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
@@ -24,10 +26,8 @@ LOGIN_CONTENT_SECURITY_POLICY = "; ".join(
 )
 LOGIN_HEADERS = [
     (b"content-type", b"text/html; charset=utf-8"),
-    (b"content-security-policy", LOGIN_CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    *((name.lower().encode(), value.encode())
+      for name, value in page_headers(LOGIN_CONTENT_SECURITY_POLICY).items()),
     (b"cache-control", b"no-store"),
 ]
 FAILED = "That token is not valid."

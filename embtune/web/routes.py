@@ -12,27 +12,13 @@ from importlib.resources import files
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import RedirectResponse
 
+from embtune.web.headers import page_headers
 from embtune.web.login import LOGIN_PATH
 
 router = APIRouter(include_in_schema=False)
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
+    **page_headers(),
     # Revalidate every load so an upgraded server never runs against a stale script.
     "Cache-Control": "no-cache",
 }
