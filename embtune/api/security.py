@@ -28,21 +28,15 @@ COOKIE = "embtune_session"
 MAX_LOGIN_BODY = 4096  # bytes: a form with one token field
 
 
-async def _json(send: Send, status: int, detail: str, headers: list | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), *(headers or [])],
-    })
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _respond(send: Send, status: int, headers: list, body: bytes = b"") -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, detail: str, headers: list | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await _respond(send, status, [(b"content-type", b"application/json"), *(headers or [])], body)
 
 
 async def _redirect(send: Send, location: str, headers: list | None = None) -> None:
