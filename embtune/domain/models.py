@@ -19,3 +19,4 @@ class EmbeddingModel:
     task_id: str | None
     metrics: dict[str, Any] | None
     created_at: datetime
+    evaluation_set_id: str | None = None  # judged set its tasks use by default

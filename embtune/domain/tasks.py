@@ -97,6 +97,8 @@ class TaskEventKind(enum.StrEnum):
     transition = "transition"  # a status change (one of `Transition`)
     progress = "progress"  # a phase message reported by the running method
     run = "run"  # a note about the run that changes no status (batch released, run stopped)
+    verdict = "verdict"  # the before/after verdict a finished run reached, with its interval
+    promotion = "promotion"  # whether the tuned model was promoted to an alias, and why
 
 
 @dataclass(frozen=True)

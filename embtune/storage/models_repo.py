@@ -21,6 +21,7 @@ def _to_model(row: EmbeddingModelRow) -> EmbeddingModel:
         task_id=row.task_id,
         metrics=row.metrics,
         created_at=row.created_at,
+        evaluation_set_id=row.evaluation_set_id,
     )
 
 

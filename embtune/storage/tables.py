@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,6 +43,13 @@ class EmbeddingModelRow(Base):
     task_id: Mapped[str | None] = mapped_column(String(32), index=True)
     metrics: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
+    # the judged set its tasks are scored on unless a task names another
+    evaluation_set_id: Mapped[str | None] = mapped_column(
+        String(32),
+        # named `fk_embedding_models_evaluation_set` by the migration; SQLite does not report
+        # the name of a constraint added with its column, so none is declared here
+        ForeignKey("evaluation_sets.id"),
+    )
 
     __table_args__ = (Index("ix_embedding_models_created", "created_at", "id"),)
 
@@ -222,3 +230,93 @@ class ClickEventRow(Base):
         ),
         Index("ix_click_events_session", "session_id", "created_at", "id"),
     )
+
+
+# -- judged evaluation sets ---------------------------------------------------------------------
+
+
+class EvaluationSetRow(Base):
+    """A frozen set of judged queries; never updated (a new version is a new set)."""
+
+    __tablename__ = "evaluation_sets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    queries_count: Mapped[int] = mapped_column(Integer)
+    judgements_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_evaluation_sets_name"),
+        Index("ix_evaluation_sets_created", "created_at", "id"),
+    )
+
+
+class EvaluationQueryRow(Base):
+    __tablename__ = "evaluation_queries"
+
+    set_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("evaluation_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    query_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # order as posted
+    text: Mapped[str] = mapped_column(Text)
+
+
+class EvaluationJudgementRow(Base):
+    """One judged (query, item) pair; grade > 0 is relevant, higher is more relevant."""
+
+    __tablename__ = "evaluation_judgements"
+
+    set_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    query_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    grade: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["set_id", "query_id"],
+            ["evaluation_queries.set_id", "evaluation_queries.query_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+
+# -- aliases --------------------------------------------------------------------------------------
+
+
+class AliasRow(Base):
+    """A name for the live iteration (e.g. `production`); `version` counts its changes and is
+    the compare-and-set guard of every change."""
+
+    __tablename__ = "aliases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("embedding_models.id", ondelete="RESTRICT")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class AliasChangeRow(Base):
+    """One change of an alias, written in the transaction that makes it; (alias, version) is
+    unique, so two writers that read the same version cannot both record a change."""
+
+    __tablename__ = "alias_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(
+        String(100), ForeignKey("aliases.name", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # set | promote | rollback
+    model_id: Mapped[str] = mapped_column(String(32))
+    previous_model_id: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("alias", "version", name="uq_alias_changes_version"),)

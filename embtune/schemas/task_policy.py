@@ -1,0 +1,79 @@
+"""Task params the lifecycle reads rather than the method: which judged set decides the verdict
+and whether a `better` verdict promotes the tuned model to an alias.
+
+They travel in a task's `params` (as users expect: one bag of settings per task), but every
+method would otherwise have to declare them; the service splits them off before the plugin
+validates the rest, and validates them here, naming `params.<field>` when one is bad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
+from embtune.errors import InvalidParams
+
+POLICY_KEYS = ("evaluation_set_id", "promote_to", "promote_if")
+PromoteIf = Literal["better", "always"]
+
+
+class TaskPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_set_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=NAME_PATTERN,
+        description="The judged evaluation set (id or name) that decides the verdict; "
+        "default: the model's own default set, else the debiased click evaluation.",
+    )
+    promote_to: str | None = Field(
+        None,
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Alias to point at the tuned model when the task is done (see promote_if).",
+    )
+    promote_if: PromoteIf | None = Field(
+        None,
+        description="`better` (default with promote_to): only on a `better` verdict; "
+        "`always`: whatever the verdict.",
+    )
+
+    @model_validator(mode="after")
+    def _promote_if_needs_alias(self) -> TaskPolicy:
+        if self.promote_if is not None and self.promote_to is None:
+            raise ValueError("promote_if needs promote_to (the alias to promote to)")
+        if self.promote_to is not None and self.promote_if is None:
+            self.promote_if = "better"
+        return self
+
+
+def split_policy(params: Mapping[str, Any] | None) -> tuple[TaskPolicy, dict[str, Any]]:
+    """(the validated policy, the method's own params); InvalidParams names `params.<field>`."""
+    raw = dict(params or {})
+    policy_raw = {key: raw.pop(key) for key in POLICY_KEYS if key in raw}
+    try:
+        policy = TaskPolicy.model_validate(policy_raw)
+    except ValidationError as exc:
+        errors = [
+            {
+                # the cross-field check has no location of its own: it is about promote_if
+                "loc": ["body", "params", *(map(str, err["loc"] or ["promote_if"]))],
+                "msg": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        fields = ", ".join(".".join(e["loc"][1:]) for e in errors)
+        raise InvalidParams(f"invalid task params: {fields}", errors) from None
+    return policy, raw
+
+
+def merge_policy(policy: TaskPolicy, params: dict[str, Any]) -> dict[str, Any]:
+    """The params as stored: the method's normalized params plus the policy keys that are set."""
+    return {**params, **policy.model_dump(exclude_none=True)}
