@@ -26,11 +26,10 @@ model's vectors are read back.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 from torch.nn import functional
@@ -41,10 +40,15 @@ from embtune.training.embedding_cache import (
     EmbeddingCache,
     EmbeddingWriter,
 )
+from embtune.training.ir_metrics import (
+    MAX_RANK,
+    CorpusCacheStatus,
+    RetrievalReport,
+    retrieval_metrics,
+)
 from embtune.training.precision import Resolved, autocast
+from embtune.training.topk import RunningTopK
 
-METRIC_NAMES = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
-MAX_RANK = 100  # ranks beyond this are reported as None
 # Items scored per block: 1000 queries x 16384 items x 4 B = 64 MB of scores. Large blocks keep
 # the per-block merge (a dozen small tensor ops) negligible even on a contended CPU.
 DEFAULT_CHUNK_ITEMS = 16384
@@ -52,80 +56,18 @@ DEFAULT_CHUNK_ITEMS = 16384
 # 1024 documents of 256 tokens in about 40 s).
 DEFAULT_ENCODE_ITEMS = 1024
 
-CorpusCacheStatus = Literal["hit", "stored", "miss", "off"]
-
 
 @dataclass(frozen=True)
-class RetrievalReport:
-    """Flat metrics (keys in METRIC_NAMES, primary `ndcg@10`) and, per query id, the 1-based rank
-    of its first relevant item (None when outside the top MAX_RANK).
+class CatalogueRanking:
+    """Each query's top MAX_RANK catalogue ids (best first), the query vectors, and the vectors
+    of the items the caller asked to keep (for scoring shown lists without encoding them again).
+    Vectors are L2-normalised float32 on the CPU."""
 
-    `corpus_cache` says where the catalogue's vectors came from: `hit` (read from the cache),
-    `stored` (encoded and cached), `miss` (encoded; caching failed) or `off` (no cache given).
-    """
-
-    metrics: dict[str, float]
-    ranks: dict[str, int | None]
+    hits: dict[str, list[str]]
+    query_vectors: dict[str, torch.Tensor]
+    kept: dict[str, torch.Tensor]
     corpus_cache: CorpusCacheStatus = "off"
     timings_s: dict[str, float] = field(default_factory=dict, compare=False)
-
-    primary_metric: ClassVar[str] = "ndcg@10"
-
-
-class RunningTopK:
-    """The best `k` corpus rows per query under the order (score descending, key ascending),
-    updated one chunk of scores at a time.
-
-    `keys` are the rows' positions in the ascending order of their corpus ids, so ties break
-    exactly as the evaluator breaks them; they must be unique and below `key_space`. Each update
-    keeps the best `k` *set* (cheap: one `topk` over the chunk, one over 2k candidates); the
-    order is settled once, by `ranked`.
-    """
-
-    def __init__(self, queries: int, k: int, key_space: int, device: torch.device) -> None:
-        self.k = k
-        self.key_space = key_space
-        self.scores = torch.empty((queries, 0), device=device)
-        self.keys = torch.empty((queries, 0), dtype=torch.long, device=device)
-
-    def add(self, scores: torch.Tensor, keys: torch.Tensor) -> None:
-        """Merge a (queries x rows) block of scores; `keys` holds the rows' keys."""
-        values, chosen = self._best(scores, keys)
-        merged_scores = torch.cat([self.scores, values], dim=1)
-        merged_keys = torch.cat([self.keys, chosen], dim=1)
-        self.scores, self.keys = self._best(merged_scores, merged_keys)
-
-    def ranked(self) -> torch.Tensor:
-        """Each query's keys, best first: by score, then by key."""
-        by_key = self.keys.argsort(dim=1)
-        scores, keys = self.scores.gather(1, by_key), self.keys.gather(1, by_key)
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-        return keys.gather(1, order)
-
-    def _best(
-        self, scores: torch.Tensor, keys: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The best-k set of each row under (-score, key); `keys` per column (1-D) or per cell."""
-        per_cell = keys.dim() == 2
-        k = self.k
-        if scores.shape[1] <= k:
-            return scores, keys if per_cell else keys.expand(scores.shape[0], -1)
-        # One more than k, sorted: equal k-th and (k+1)-th scores mean a tie at the cut, which
-        # topk resolves arbitrarily; those rows are reselected by key (the evaluator's trick:
-        # everything above the cut first, then the tied rows with the lowest keys).
-        values, index = torch.topk(scores, k + 1, dim=1, largest=True, sorted=True)
-        tied_rows = (values[:, k - 1] == values[:, k]).nonzero().squeeze(1)
-        values, index = values[:, :k], index[:, :k]
-        chosen = keys.gather(1, index) if per_cell else keys[index]
-        if tied_rows.numel():
-            tied, cut = scores[tied_rows], values[tied_rows, k - 1 :]
-            row_keys = keys[tied_rows] if per_cell else keys.expand_as(tied)
-            order_keys = torch.where(tied > cut, row_keys, 2 * self.key_space)
-            order_keys = torch.where(tied == cut, row_keys + self.key_space, order_keys)
-            picked = order_keys.topk(k, dim=1, largest=False).indices
-            values[tied_rows] = tied.gather(1, picked)
-            chosen[tied_rows] = row_keys.gather(1, picked)
-        return values, chosen
 
 
 def encode_texts(
@@ -159,24 +101,63 @@ def evaluate_retrieval(
     relevant: dict[str, set[str]],
     batch_size: int = 64,
     *,
+    grades: dict[str, dict[str, int]] | None = None,
+    **options: Any,
+) -> RetrievalReport:
+    """Rank the whole corpus for each query by cosine similarity and score the relevant items
+    (graded NDCG when `grades` are given). Queries without relevant items are skipped (nothing
+    to find). `options` are `rank_catalogue`'s."""
+    judged = {qid: text for qid, text in queries.items() if relevant.get(qid)}
+    if not judged:
+        raise ValueError("no query has a relevant item; nothing to evaluate")
+    ranking = rank_catalogue(model, judged, corpus, batch_size, **options)
+    return score_ranking(ranking, list(judged), relevant, grades)
+
+
+def score_ranking(
+    ranking: CatalogueRanking,
+    query_ids: list[str],
+    relevant: dict[str, set[str]],
+    grades: dict[str, dict[str, int]] | None = None,
+) -> RetrievalReport:
+    """The metrics of `query_ids` (each with a relevant item) from a ranking that covers them."""
+    metrics, ranks, per_query = retrieval_metrics(
+        query_ids, [ranking.hits[query_id] for query_id in query_ids], relevant, grades
+    )
+    return RetrievalReport(
+        metrics,
+        ranks,
+        corpus_cache=ranking.corpus_cache,
+        timings_s=ranking.timings_s,
+        per_query=per_query,
+    )
+
+
+def rank_catalogue(
+    model: SentenceTransformer,
+    queries: dict[str, str],
+    corpus: dict[str, str],
+    batch_size: int = 64,
+    *,
+    keep: Collection[str] = (),
     precision: Resolved = "fp32",
     cache: EmbeddingCache | None = None,
     cache_key: CacheKey | None = None,
     chunk_items: int = DEFAULT_CHUNK_ITEMS,
     encode_items: int = DEFAULT_ENCODE_ITEMS,
     on_progress: Callable[[float], None] | None = None,
-) -> RetrievalReport:
-    """Rank the whole corpus for each query by cosine similarity and score the relevant items.
+) -> CatalogueRanking:
+    """Rank the whole corpus for each query by cosine similarity, keeping the vectors of the
+    corpus ids in `keep` as their blocks stream past.
 
-    Queries without relevant items are skipped (nothing to find). With `cache` and `cache_key`
-    (which must describe this model, `corpus` in this order, its max_seq_length and
-    `precision`), the corpus vectors are read from the cache when present and stored when not.
-    `on_progress(fraction)` is called after each encoded piece of `encode_items` (or block read
-    from the cache); it may raise to stop the evaluation.
+    With `cache` and `cache_key` (which must describe this model, `corpus` in this order, its
+    max_seq_length and `precision`), the corpus vectors are read from the cache when present
+    and stored when not. `on_progress(fraction)` is called after each encoded piece of
+    `encode_items` (or block read from the cache); it may raise to stop the evaluation.
     """
-    judged = {qid: text for qid, text in queries.items() if relevant.get(qid)}
+    judged = queries
     if not judged:
-        raise ValueError("no query has a relevant item; nothing to evaluate")
+        raise ValueError("no query to rank the catalogue for")
     if not corpus:
         raise ValueError("the corpus is empty; nothing to retrieve")
     if cache_key is not None and cache_key.items != len(corpus):
@@ -206,12 +187,20 @@ def evaluate_retrieval(
         if on_progress is not None:
             on_progress(done / len(ids))
 
+    kept_rows = {row for row, object_id in enumerate(ids) if object_id in keep} if keep else set()
+    kept: dict[str, torch.Tensor] = {}
+
     def rank(blocks: Iterator[torch.Tensor]) -> RunningTopK:
+        kept.clear()
         top = RunningTopK(len(query_ids), MAX_RANK, len(ids), query_vectors.device)
         start = 0
         for vectors in blocks:
             end = start + vectors.shape[0]
             top.add(query_vectors @ vectors.to(query_vectors.device).T, keys[start:end])
+            if kept_rows:
+                for offset, row in enumerate(encode_order[start:end]):
+                    if row in kept_rows:
+                        kept[ids[row]] = vectors[offset].detach().float().cpu().clone()
             start = end
         if start != len(ids):
             raise OSError(f"got vectors for {start} of {len(ids)} items")
@@ -265,97 +254,17 @@ def evaluate_retrieval(
     timings["corpus"] = time.monotonic() - started
 
     sorted_ids = [ids[position] for position in id_order]
-    hits = [[sorted_ids[key] for key in row] for row in top.ranked().cpu().tolist()]
-    metrics, ranks = retrieval_metrics(query_ids, hits, relevant)
-    return RetrievalReport(metrics, ranks, corpus_cache=status, timings_s=timings)
-
-
-def _dcg_at_k(relevances: list[int], k: int) -> Any:
-    # The evaluator's formula, operation for operation, so the floats agree to the last bit.
-    dcg: Any = 0
-    for position in range(min(len(relevances), k)):
-        dcg += relevances[position] / np.log2(position + 2)
-    return dcg
-
-
-def retrieval_metrics(
-    query_ids: list[str], hits: list[list[str]], relevant: dict[str, set[str]]
-) -> tuple[dict[str, float], dict[str, int | None]]:
-    """METRIC_NAMES and first-relevant ranks from each query's ranked corpus ids (best first),
-    computed as `InformationRetrievalEvaluator.compute_metrics` computes them."""
-    ndcg: list[Any] = []
-    recall: dict[int, list[float]] = {10: [], MAX_RANK: []}
-    reciprocal_sum: Any = 0
-    ranks: dict[str, int | None] = {}
-    for query_id, ranked in zip(query_ids, hits, strict=True):
-        wanted = relevant[query_id]
-        for k, values in recall.items():
-            values.append(sum(1 for object_id in ranked[:k] if object_id in wanted) / len(wanted))
-        first = next(
-            (place for place, object_id in enumerate(ranked[:MAX_RANK], 1) if object_id in wanted),
-            None,
-        )
-        ranks[query_id] = first
-        if first is not None and first <= 10:
-            reciprocal_sum += 1.0 / first
-        predicted = [1 if object_id in wanted else 0 for object_id in ranked[:10]]
-        ndcg.append(_dcg_at_k(predicted, 10) / _dcg_at_k([1] * len(wanted), 10))
-    metrics = {
-        "ndcg@10": float(np.mean(ndcg)),
-        "mrr@10": float(reciprocal_sum / len(query_ids)),
-        "recall@10": float(np.mean(recall[10])),
-        "recall@100": float(np.mean(recall[MAX_RANK])),
+    hits = {
+        query_id: [sorted_ids[key] for key in row]
+        for query_id, row in zip(query_ids, top.ranked().cpu().tolist(), strict=True)
     }
-    return metrics, ranks
+    query_cpu = query_vectors.float().cpu()
+    return CatalogueRanking(
+        hits=hits,
+        query_vectors={query_id: query_cpu[n] for n, query_id in enumerate(query_ids)},
+        kept=dict(kept),
+        corpus_cache=status,
+        timings_s=timings,
+    )
 
 
-def _reciprocal(rank: int | None) -> float:
-    return 0.0 if rank is None else 1.0 / rank
-
-
-def _is_better(rank: int | None, other: int | None) -> bool:
-    """Whether `rank` beats `other`; a missing rank loses to any rank."""
-    if rank is None:
-        return False
-    return other is None or rank < other
-
-
-def compare_reports(
-    before: RetrievalReport,
-    after: RetrievalReport,
-    queries: dict[str, str],
-    worst: int = 10,
-) -> dict[str, Any]:
-    """Count queries whose first relevant item moved up, down or stayed, and list the worst drops.
-
-    Regressions are ordered by lost reciprocal rank (1/before - 1/after), so a fall from 1 to 5
-    outranks a fall from 50 to out-of-list: the first is what users notice. Only queries present
-    in both reports are compared.
-    """
-    better = worse = same = 0
-    regressions: list[tuple[float, str, int | None, int | None]] = []
-    for query_id in sorted(before.ranks.keys() & after.ranks.keys()):
-        rank_before, rank_after = before.ranks[query_id], after.ranks[query_id]
-        if _is_better(rank_after, rank_before):
-            better += 1
-        elif _is_better(rank_before, rank_after):
-            worse += 1
-            loss = _reciprocal(rank_before) - _reciprocal(rank_after)
-            regressions.append((loss, query_id, rank_before, rank_after))
-        else:
-            same += 1
-    regressions.sort(key=lambda item: (-item[0], item[1]))
-    return {
-        "better": better,
-        "worse": worse,
-        "same": same,
-        "worst_regressions": [
-            {
-                "query_id": query_id,
-                "query": queries.get(query_id, ""),
-                "rank_before": rank_before,
-                "rank_after": rank_after,
-            }
-            for _, query_id, rank_before, rank_after in regressions[:worst]
-        ],
-    }

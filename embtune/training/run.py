@@ -35,7 +35,7 @@ from embtune.training.preflight import encoding_seconds, training_seconds
 
 if TYPE_CHECKING:
     from embtune.training.embedding_cache import CacheKey
-    from embtune.training.evaluation import RetrievalReport
+    from embtune.training.ir_metrics import RetrievalReport
     from embtune.training.trainer import TrainOutcome
 
 # Weights (in estimated seconds) of the phases whose cost does not grow with the data.
@@ -217,7 +217,7 @@ def _metrics(
     outcome: TrainOutcome,
     performance: dict[str, Any],
 ) -> dict[str, Any]:
-    from embtune.training.evaluation import compare_reports
+    from embtune.training.ir_metrics import compare_reports
 
     return {
         "before": before.metrics,

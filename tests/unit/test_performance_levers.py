@@ -28,7 +28,8 @@ from embtune.training.embedding_cache import (
     EmbeddingCache,
     fingerprint_model_dir,
 )
-from embtune.training.evaluation import MAX_RANK, RetrievalReport, evaluate_retrieval
+from embtune.training.evaluation import evaluate_retrieval
+from embtune.training.ir_metrics import MAX_RANK, RetrievalReport
 from embtune.training.models import load_model
 from embtune.training.precision import resolve_precision
 from tests.support.training_data import shop_jargon_data

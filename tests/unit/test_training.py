@@ -15,7 +15,8 @@ from transformers import TrainerControl, TrainerState
 from embtune.artifacts import resolve_source
 from embtune.clickstream.sessions import SearchSession, build_examples, build_pairs, relevance
 from embtune.errors import TaskRefused, TaskStopped
-from embtune.training.evaluation import RetrievalReport, compare_reports, evaluate_retrieval
+from embtune.training.evaluation import evaluate_retrieval
+from embtune.training.ir_metrics import RetrievalReport, compare_reports
 from embtune.training.models import load_model
 from embtune.training.stop_checks import stop_checks
 from embtune.training.trainer import (
