@@ -1,4 +1,7 @@
-"""`/api/v1/embedding-models` and `/api/v1/plugins`: the model registry."""
+"""`/api/v1/embedding-models` and `/api/v1/plugins`: the model registry.
+
+`download` and `embed` take an alias (e.g. `production`) wherever they take a model id: a search
+engine re-indexes through the alias and follows it when it moves."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.deps import ModelsDep, WeightsDep
+from embtune.api.deps import AliasesDep, ModelsDep, WeightsDep
 from embtune.api.params import PathId
 from embtune.api.responses import UNDECODABLE, error_responses
 from embtune.schemas.models import (
@@ -23,6 +26,7 @@ from embtune.schemas.models import (
 router = APIRouter(prefix="/api/v1", tags=["models"], responses=error_responses(401, 503))
 
 UNKNOWN_MODEL = {404: "Unknown embedding model"}
+UNKNOWN_MODEL_OR_ALIAS = {404: "No embedding model or alias of this name"}
 
 
 @router.post(
@@ -82,13 +86,17 @@ async def model_lineage(model_id: PathId, models: ModelsDep) -> list[ModelPublic
         200: {"content": {"application/gzip": {}}},
         **error_responses(
             400, 404, 422,
-            described={**UNKNOWN_MODEL, 400: "The model's weights are not available, or its "
-                       "source is not a model directory or is one of embtune's own"},
+            described={**UNKNOWN_MODEL_OR_ALIAS, 400: "The model's weights are not available, "
+                       "or its source is not a model directory or is one of embtune's own"},
         ),
     },
 )
-async def download_model(model_id: PathId, weights: WeightsDep) -> FileResponse:
-    """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`)."""
+async def download_model(
+    model_id: PathId, weights: WeightsDep, aliases: AliasesDep
+) -> FileResponse:
+    """The model's weights as a tar.gz (loadable with `SentenceTransformer(dir)`); `model_id`
+    may be an alias, and the file is named after the model it points at."""
+    model_id = await run_in_threadpool(aliases.resolve, model_id)
     path = await run_in_threadpool(weights.archive, model_id)
     return FileResponse(
         path,
@@ -103,11 +111,16 @@ async def download_model(model_id: PathId, weights: WeightsDep) -> FileResponse:
     response_model=EmbedResponse,
     responses=error_responses(
         400, 404, 413, 422,
-        described={**UNKNOWN_MODEL, 400: f"The model cannot be loaded; or: {UNDECODABLE}"},
+        described={**UNKNOWN_MODEL_OR_ALIAS,
+                   400: f"The model cannot be loaded; or: {UNDECODABLE}"},
     ),
 )
-async def embed_texts(model_id: PathId, body: EmbedRequest, weights: WeightsDep) -> EmbedResponse:
-    """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration."""
+async def embed_texts(
+    model_id: PathId, body: EmbedRequest, weights: WeightsDep, aliases: AliasesDep
+) -> EmbedResponse:
+    """Embed texts with this model (normalized vectors), e.g. to re-index with a new iteration.
+    `model_id` may be an alias; the answer's `model_id` is the model that embedded."""
+    model_id = await run_in_threadpool(aliases.resolve, model_id)
     vectors = await run_in_threadpool(weights.embed, model_id, body.texts)
     return EmbedResponse(model_id=model_id, dimension=len(vectors[0]), vectors=vectors)
 

@@ -1,0 +1,115 @@
+"""`embtune alias`: stable names (e.g. `production`) for model iterations, with history.
+
+`embtune model download production` and `/embed` follow an alias, so a search engine can be
+pointed at a name and moved with `alias set` / `alias rollback`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from embtune.cli.common import (
+    JsonOption,
+    UrlOption,
+    connect,
+    fields_table,
+    out_console,
+    page_caption,
+    print_json,
+    when,
+)
+from embtune.client import DEFAULT_URL
+from embtune.schemas.aliases import AliasPublic
+
+app = typer.Typer(help="Aliases: a stable name for a model iteration, with history.",
+                  no_args_is_help=True)
+
+ReasonOption = Annotated[str | None, typer.Option(help="Why; kept in the alias's history.")]
+ExpectedOption = Annotated[int | None, typer.Option(
+    "--expected-version", min=0,
+    help="Change only if the alias is at this version (0: only if it is new).")]
+
+
+def show_alias(alias: AliasPublic) -> None:
+    console = out_console()
+    console.print(fields_table({
+        "alias": alias.name,
+        "model": alias.model_id,
+        "version": alias.version,
+        "updated": when(alias.updated_at),
+        "by": alias.updated_by,
+    }))
+    table = Table(title="history, newest first")
+    for column in ("version", "action", "model", "previous", "by", "when", "reason"):
+        table.add_column(column, no_wrap=column not in ("reason",))
+    for change in alias.history:
+        table.add_row(str(change.version), change.action.value, change.model_id,
+                      change.previous_model_id or "—", escape(change.actor),
+                      when(change.created_at), escape(change.reason) or "—")
+    console.print(table)
+
+
+@app.command("set")
+def set_alias(
+    name: Annotated[str, typer.Argument(help="The alias, e.g. production.")],
+    model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
+    reason: ReasonOption = None,
+    expected_version: ExpectedOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Point an alias at a model (creating the alias)."""
+    with connect(url) as api:
+        alias = api.set_alias(name, model_id, reason=reason, expected_version=expected_version)
+    print_json(alias) if as_json else show_alias(alias)
+
+
+@app.command("list")
+def list_aliases(
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Aliases by name, with the model each points at."""
+    with connect(url) as api:
+        page = api.list_aliases(offset=offset, limit=limit)
+    if as_json:
+        print_json(page.items)
+        return
+    table = Table(title="aliases", caption=page_caption(offset, len(page.items), page.total))
+    for column in ("name", "model", "version", "updated", "by"):
+        table.add_column(column, no_wrap=True)
+    for alias in page.items:
+        table.add_row(alias.name, alias.model_id, str(alias.version), when(alias.updated_at),
+                      escape(alias.updated_by))
+    out_console().print(table)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument()],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """One alias with its history."""
+    with connect(url) as api:
+        alias = api.get_alias(name)
+    print_json(alias) if as_json else show_alias(alias)
+
+
+@app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument()],
+    reason: ReasonOption = None,
+    expected_version: ExpectedOption = None,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Back to the model before the alias's live change; again to go further back."""
+    with connect(url) as api:
+        alias = api.rollback_alias(name, reason=reason, expected_version=expected_version)
+    print_json(alias) if as_json else show_alias(alias)
