@@ -21,6 +21,13 @@ class ModelCreate(BaseModel):
         pattern=NO_NUL,
         description="`builtin:all-MiniLM-L6-v2` or an absolute path to a model directory.",
     )
+    evaluation_set_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="A judged evaluation set (id or name) its tasks are scored on by default.",
+    )
 
 
 class ModelPublic(BaseModel):
@@ -36,6 +43,9 @@ class ModelPublic(BaseModel):
     task_id: str | None
     metrics: dict[str, Any] | None
     created_at: datetime
+    evaluation_set_id: str | None = Field(
+        None, description="The judged set its tasks use unless a task names another."
+    )
 
 
 class EmbedRequest(BaseModel):

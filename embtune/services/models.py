@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from embtune.artifacts import ArtifactStore, ServiceAreas, resolve_source
 from embtune.domain.models import EmbeddingModel
 from embtune.errors import BadRequest, NotFound
 from embtune.plugins.registry import PluginRegistry
 from embtune.storage.db import Database, utcnow
+from embtune.storage.evalsets_repo import EvaluationSetRepository
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 
@@ -31,8 +34,17 @@ class ModelRegistry:
         self.artifacts = artifacts
         self.areas = areas  # what embtune writes: never a model source (see ServiceAreas)
         self.repo = ModelRepository()
+        self.evaluation_sets = EvaluationSetRepository()
 
-    def register(self, *, name: str, plugin_name: str, source: str) -> EmbeddingModel:
+    def register(
+        self,
+        *,
+        name: str,
+        plugin_name: str,
+        source: str,
+        evaluation_set_id: str | None = None,
+    ) -> EmbeddingModel:
+        """`evaluation_set_id`: the judged set (id or name) its tasks use by default."""
         if self.plugins.find(plugin_name) is None:
             known = ", ".join(p.name for p in self.plugins.all())
             raise BadRequest(f"plugin_name: {plugin_name!r} is not installed (installed: {known})")
@@ -46,6 +58,7 @@ class ModelRegistry:
         except ValueError as exc:
             raise BadRequest(f"source: {exc}") from None
         with self.db.transaction() as session:
+            set_id = self._set_id(session, evaluation_set_id)
             return self.repo.insert(
                 session,
                 {
@@ -57,8 +70,29 @@ class ModelRegistry:
                     "task_id": None,
                     "metrics": None,
                     "created_at": utcnow(),
+                    "evaluation_set_id": set_id,
                 },
             )
+
+    def set_evaluation_set(self, model_id: str, id_or_name: str | None) -> EmbeddingModel:
+        """Name the judged set the model's tasks use unless a task names another (None:
+        none). Sets are immutable, so the id stored here always means the same judgements."""
+        with self.db.transaction() as session:
+            if self.repo.get(session, model_id) is None:
+                raise NotFound(f"embedding model {model_id!r} not found")
+            model = self.repo.set_evaluation_set(
+                session, model_id, self._set_id(session, id_or_name)
+            )
+        assert model is not None  # models are never deleted
+        return model
+
+    def _set_id(self, session: Session, id_or_name: str | None) -> str | None:
+        if id_or_name is None:
+            return None
+        found = self.evaluation_sets.find(session, id_or_name)
+        if found is None:
+            raise NotFound(f"evaluation_set_id: evaluation set {id_or_name!r} not found")
+        return found.id
 
     def get(self, model_id: str) -> EmbeddingModel:
         with self.db.read() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from embtune.domain.models import EmbeddingModel
@@ -34,6 +34,18 @@ class ModelRepository:
 
     def get(self, session: Session, model_id: str) -> EmbeddingModel | None:
         row = session.get(EmbeddingModelRow, model_id)
+        return _to_model(row) if row else None
+
+    def set_evaluation_set(
+        self, session: Session, model_id: str, set_id: str | None
+    ) -> EmbeddingModel | None:
+        """The model's default judged set (None: none); None if the model is unknown."""
+        session.execute(
+            update(EmbeddingModelRow)
+            .where(EmbeddingModelRow.id == model_id)
+            .values(evaluation_set_id=set_id)
+        )
+        row = session.get(EmbeddingModelRow, model_id, populate_existing=True)
         return _to_model(row) if row else None
 
     def page(

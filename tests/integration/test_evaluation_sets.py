@@ -1,0 +1,219 @@
+"""Judged evaluation sets over HTTP: stored whole or not at all, refused with a 422 that names
+the bad field, never changed afterwards; and a model's default set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import register_model
+
+SETS = "/api/v1/evaluation-sets"
+MODELS = "/api/v1/embedding-models"
+
+
+@pytest.fixture
+def catalogue(client: TestClient) -> TestClient:
+    items = [{"object_id": f"doc{i}", "text": f"document {i}"} for i in range(10)]
+    items.append({"object_id": "shelf/1", "text": "an id with a slash"})
+    assert client.post("/api/v1/items", json={"items": items}).status_code == 200
+    return client
+
+
+def query(query_id: str, *relevant: tuple[str, int]) -> dict[str, Any]:
+    return {
+        "query_id": query_id,
+        "text": f"text of {query_id}",
+        "relevant": [{"object_id": oid, "grade": grade} for oid, grade in relevant],
+    }
+
+
+def body(name: str = "golden", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "queries": [
+            query("q1", ("doc1", 2), ("doc2", 1), ("doc3", 0)),
+            query("q0", ("shelf/1", 1)),
+        ],
+        **extra,
+    }
+
+
+def stored_sets(client: TestClient) -> list[dict[str, Any]]:
+    response = client.get(SETS)
+    assert response.status_code == 200
+    return response.json()
+
+
+def refused(client: TestClient, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 422's field errors; and nothing was stored."""
+    before = stored_sets(client)
+    response = client.post(SETS, json=payload)
+    assert response.status_code == 422, response.text
+    assert stored_sets(client) == before
+    return response.json()["detail"]
+
+
+def locs(errors: list[dict[str, Any]]) -> list[list[Any]]:
+    return [e["loc"] for e in errors]
+
+
+def test_a_set_is_created_listed_and_read_by_id_or_name(catalogue: TestClient) -> None:
+    response = catalogue.post(SETS, json=body(description="hand-judged"))
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["name"] == "golden" and created["description"] == "hand-judged"
+    assert (created["queries_count"], created["judgements_count"]) == (2, 4)
+    assert "queries" not in created
+    second = catalogue.post(SETS, json=body("silver")).json()
+
+    response = catalogue.get(SETS, params={"limit": 1})
+    assert response.headers["X-Total-Count"] == "2"
+    assert [s["id"] for s in response.json()] == [second["id"]]  # newest first
+    assert [s["id"] for s in stored_sets(catalogue)] == [second["id"], created["id"]]
+
+    for key in (created["id"], "golden"):
+        one = catalogue.get(f"{SETS}/{key}").json()
+        assert one["id"] == created["id"] and one["queries"] is None
+    full = catalogue.get(f"{SETS}/golden", params={"include_queries": "true"}).json()
+    assert full["queries"] == [  # posted order; best grade first
+        {"query_id": "q1", "text": "text of q1", "relevant": [
+            {"object_id": "doc1", "grade": 2}, {"object_id": "doc2", "grade": 1},
+            {"object_id": "doc3", "grade": 0}]},
+        {"query_id": "q0", "text": "text of q0",
+         "relevant": [{"object_id": "shelf/1", "grade": 1}]},
+    ]
+    page = catalogue.get(f"{SETS}/golden/queries", params={"offset": 1, "limit": 5})
+    assert page.headers["X-Total-Count"] == "2"
+    assert [q["query_id"] for q in page.json()] == ["q0"]
+    assert catalogue.get(f"{SETS}/nope").status_code == 404
+    assert catalogue.get(f"{SETS}/nope/queries").status_code == 404
+
+
+def test_grade_defaults_to_one(catalogue: TestClient) -> None:
+    payload = {"name": "plain", "queries": [
+        {"query_id": "q", "text": "t", "relevant": [{"object_id": "doc1"}]}]}
+    assert catalogue.post(SETS, json=payload).status_code == 201
+    full = catalogue.get(f"{SETS}/plain", params={"include_queries": True}).json()
+    assert full["queries"][0]["relevant"] == [{"object_id": "doc1", "grade": 1}]
+
+
+def test_unknown_items_are_named_and_nothing_is_stored(catalogue: TestClient) -> None:
+    payload = body()
+    payload["queries"][0]["relevant"].append({"object_id": "ghost", "grade": 1})
+    payload["queries"][1]["relevant"].insert(0, {"object_id": "doc99", "grade": 3})
+    errors = refused(catalogue, payload)
+    assert locs(errors) == [
+        ["body", "queries", 0, "relevant", 3, "object_id"],
+        ["body", "queries", 1, "relevant", 0, "object_id"],
+    ]
+    assert "'ghost'" in errors[0]["msg"] and "catalogue" in errors[0]["msg"]
+    # the set's name stays free
+    assert catalogue.post(SETS, json=body()).status_code == 201
+
+
+def test_many_unknown_items_list_only_the_first_few(catalogue: TestClient) -> None:
+    payload = {"name": "ghosts", "queries": [
+        query(f"q{i}", (f"ghost{i}", 1)) for i in range(500)]}
+    errors = refused(catalogue, payload)
+    assert 0 < len(errors) <= 20
+    assert errors[0]["loc"] == ["body", "queries", 0, "relevant", 0, "object_id"]
+
+
+def test_duplicate_query_ids_and_items_are_refused(catalogue: TestClient) -> None:
+    payload = body()
+    payload["queries"].append(query("q1", ("doc4", 1)))
+    payload["queries"][1]["relevant"].append({"object_id": "shelf/1", "grade": 2})
+    errors = refused(catalogue, payload)
+    assert locs(errors) == [
+        ["body", "queries", 1, "relevant", 1, "object_id"],
+        ["body", "queries", 2, "query_id"],
+    ]
+    assert "duplicate" in errors[0]["msg"] and "duplicate" in errors[1]["msg"]
+
+
+@pytest.mark.parametrize("grade", [-1, 101, 1.5, "high", None])
+def test_grades_are_integers_from_0_to_100(catalogue: TestClient, grade: Any) -> None:
+    payload = body()
+    payload["queries"][0]["relevant"][1]["grade"] = grade
+    assert locs(refused(catalogue, payload)) == [["body", "queries", 0, "relevant", 1, "grade"]]
+
+
+def test_a_query_needs_a_relevant_item(catalogue: TestClient) -> None:
+    payload = body()
+    payload["queries"][1] = query("q0", ("doc5", 0), ("doc6", 0))
+    errors = refused(catalogue, payload)
+    assert locs(errors) == [["body", "queries", 1, "relevant"]]
+    payload["queries"][1]["relevant"] = []
+    assert locs(refused(catalogue, payload)) == [["body", "queries", 1, "relevant"]]
+    assert locs(refused(catalogue, {"name": "empty", "queries": []})) == [["body", "queries"]]
+
+
+@pytest.mark.parametrize("name", ["a b", "../x", "é", "", "-lead", "x" * 101, "a/b", "a\x00"])
+def test_set_names_are_short_and_plain(catalogue: TestClient, name: str) -> None:
+    assert locs(refused(catalogue, body(name))) == [["body", "name"]]
+
+
+def test_a_taken_name_is_a_conflict_and_the_first_set_is_unchanged(
+    catalogue: TestClient,
+) -> None:
+    first = catalogue.post(SETS, json=body()).json()
+    other = {"name": "golden", "queries": [query("z", ("doc9", 5))]}
+    response = catalogue.post(SETS, json=other)
+    assert response.status_code == 409
+    assert response.json()["detail"] == f"evaluation set name 'golden' exists (id {first['id']})"
+    assert stored_sets(catalogue) == [first]
+    full = catalogue.get(f"{SETS}/golden", params={"include_queries": True}).json()
+    assert [q["query_id"] for q in full["queries"]] == ["q1", "q0"]
+
+
+def test_sets_are_immutable(catalogue: TestClient) -> None:
+    created = catalogue.post(SETS, json=body()).json()
+    before = catalogue.get(f"{SETS}/{created['id']}", params={"include_queries": True}).json()
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = catalogue.request(method, f"{SETS}/{created['id']}", json=body("golden"))
+        assert response.status_code == 405, (method, response.text)
+    assert catalogue.delete(SETS).status_code == 405
+    assert catalogue.get(f"{SETS}/{created['id']}", params={"include_queries": True}).json() \
+        == before
+
+
+def test_a_model_default_set_is_set_by_id_or_name_and_cleared(catalogue: TestClient) -> None:
+    created = catalogue.post(SETS, json=body()).json()
+    model_id = register_model(catalogue)
+    assert catalogue.get(f"{MODELS}/{model_id}").json()["evaluation_set_id"] is None
+    url = f"{MODELS}/{model_id}/evaluation-set"
+
+    for key in ("golden", created["id"]):
+        response = catalogue.put(url, json={"evaluation_set_id": key})
+        assert response.status_code == 200, response.text
+        assert response.json()["evaluation_set_id"] == created["id"]
+        assert catalogue.get(f"{MODELS}/{model_id}").json()["evaluation_set_id"] == created["id"]
+
+    missing = catalogue.put(url, json={"evaluation_set_id": "nope"})
+    assert missing.status_code == 404
+    assert missing.json()["detail"].startswith("evaluation_set_id:")
+    assert catalogue.get(f"{MODELS}/{model_id}").json()["evaluation_set_id"] == created["id"]
+    unknown_model = catalogue.put(f"{MODELS}/nope/evaluation-set",
+                                  json={"evaluation_set_id": "golden"})
+    assert unknown_model.status_code == 404 and "embedding model" in unknown_model.json()["detail"]
+    assert catalogue.put(url, json={}).status_code == 422  # null clears; absent is a mistake
+
+    cleared = catalogue.put(url, json={"evaluation_set_id": None})
+    assert cleared.status_code == 200 and cleared.json()["evaluation_set_id"] is None
+
+
+def test_a_model_registers_with_a_default_set(catalogue: TestClient) -> None:
+    created = catalogue.post(SETS, json=body()).json()
+    registration = {"name": "m", "plugin_name": "sleepy", "source": "builtin:all-MiniLM-L6-v2"}
+    response = catalogue.post(MODELS, json={**registration, "evaluation_set_id": "golden"})
+    assert response.status_code == 201, response.text
+    assert response.json()["evaluation_set_id"] == created["id"]
+
+    before = catalogue.get(MODELS).json()
+    response = catalogue.post(MODELS, json={**registration, "evaluation_set_id": "nope"})
+    assert response.status_code == 404
+    assert response.json()["detail"] == "evaluation_set_id: evaluation set 'nope' not found"
+    assert catalogue.get(MODELS).json() == before
