@@ -1,5 +1,5 @@
 """Terminal rendering that the CLI and the demo share: following a task with a live progress bar
-and the before/after metric tables a tuned model earns.
+(its finished report is drawn by `console_report`).
 
 It sits below both (`cli` → `demo` → `console` → `client`), so the demo never imports the CLI
 package (whose `__init__` loads every command) and the CLI never imports the demo to draw a
@@ -12,12 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 if TYPE_CHECKING:
     from embtune.client import Client
-
-METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 
 
 def follow_task(api: Client, task_id: str, console: Console) -> Any:
@@ -48,33 +45,3 @@ def follow_task(api: Client, task_id: str, console: Console) -> Any:
                        message=escape(message))
             final = task
         return final
-
-
-def metrics_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="Validation sessions: source model vs tuned model")
-    table.add_column("metric")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("change", justify="right")
-    before, after = metrics.get("before", {}), metrics.get("after", {})
-    for name in METRICS:
-        if name in before and name in after:
-            change = after[name] - before[name]
-            colour = "green" if change > 0 else "red" if change < 0 else ""
-            table.add_row(name, f"{before[name]:.4f}", f"{after[name]:.4f}",
-                          f"[{colour}]{change:+.4f}[/]" if colour else f"{change:+.4f}")
-    return table
-
-
-def report_table(per_query: dict[str, Any]) -> Table:
-    table = Table(title=(
-        f"Per query: {per_query.get('better', 0)} better, {per_query.get('worse', 0)} worse, "
-        f"{per_query.get('same', 0)} unchanged — worst regressions"
-    ))
-    table.add_column("query")
-    table.add_column("rank before", justify="right")
-    table.add_column("rank after", justify="right")
-    for row in per_query.get("worst_regressions", [])[:10]:
-        table.add_row(str(row["query"]), str(row["rank_before"] or "—"),
-                      str(row["rank_after"] or "—"))
-    return table

@@ -28,7 +28,8 @@ from embtune.cli.common import (
     when,
 )
 from embtune.client import DEFAULT_URL, Client, ConflictError
-from embtune.console import follow_task, metrics_table, report_table
+from embtune.console import follow_task
+from embtune.console_report import report_tables, verdict_lines
 from embtune.schemas.tasks import TaskPublic
 
 app = typer.Typer(help="Fine-tuning tasks: create, follow, list, cancel, restart.",
@@ -41,6 +42,8 @@ BatchOption = Annotated[str | None, typer.Option(
     "the run starts).")]
 STATUS_STYLE = {"done": "green", "failed": "red", "refused": "red", "canceled": "yellow",
                 "processing": "cyan", "pending": "dim"}
+# The outcome lines of a history stand out from its progress chatter.
+KIND_STYLE = {"verdict": "bold", "promotion": "bold magenta", "progress": "dim"}
 
 
 def styled(status: str) -> str:
@@ -88,15 +91,26 @@ def task_fields(task: TaskPublic) -> dict[str, Any]:
     }
 
 
+def print_verdict(task: TaskPublic, console: Console) -> None:
+    """The verdict panel and promotion line, when the run reached one: what a reader wants
+    first."""
+    for part in verdict_lines(task.metrics):
+        console.print(part)
+
+
+def print_tables(task: TaskPublic, console: Console) -> None:
+    """The figures behind the verdict; for a method's other metrics, the metrics line."""
+    tables = report_tables(task.metrics)
+    for table in tables:
+        console.print(table)
+    if task.metrics and not tables:
+        console.print(Text(f"metrics: {compact(task.metrics)}"))
+
+
 def print_outcome(task: TaskPublic, console: Console) -> None:
-    """The before/after tables a tuned model earns; for other metrics, the metrics line."""
-    metrics = task.metrics or {}
-    if isinstance(metrics.get("before"), dict) and isinstance(metrics.get("after"), dict):
-        console.print(metrics_table(metrics))
-        if isinstance(metrics.get("per_query"), dict):
-            console.print(report_table(metrics["per_query"]))
-    elif metrics:
-        console.print(Text(f"metrics: {compact(metrics)}"))
+    """What a finished task earned: its verdict, then the tables behind it."""
+    print_verdict(task, console)
+    print_tables(task, console)
 
 
 def follow_until_done(api: Client, task_id: str, as_json: bool) -> None:
@@ -184,8 +198,9 @@ def show(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = Fa
         print_json(task)
         return
     out = out_console()
+    print_verdict(task, out)
     out.print(fields_table(task_fields(task)))
-    print_outcome(task, out)
+    print_tables(task, out)
 
 
 @app.command("events")
@@ -206,8 +221,8 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
         if event.to_status is not None:
             source = event.from_status.value if event.from_status else "∅"
             transition = f"{source} → {event.to_status.value}"
-        table.add_row(when(event.created_at), escape(event.kind), transition,
-                      escape(event.message))
+        kind = Text(event.kind, style=KIND_STYLE.get(event.kind, ""))
+        table.add_row(when(event.created_at), kind, transition, Text(event.message))
     out_console().print(table)
 
 

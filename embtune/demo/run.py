@@ -17,7 +17,8 @@ from rich.table import Table
 
 from embtune.client import Client
 from embtune.config import Settings
-from embtune.console import follow_task, metrics_table, report_table
+from embtune.console import follow_task
+from embtune.console_report import report_tables, verdict_lines
 from embtune.demo.click_model import PositionBiasedClickModel
 from embtune.demo.server import free_port, start_server
 
@@ -183,9 +184,8 @@ def run_demo(
                 console.print(f"[red]task ended {final.status.value}: {final.detail}")
                 return {"status": final.status.value, "detail": final.detail}
             metrics = final.metrics or {}
-            console.print(metrics_table(metrics))
-            if "per_query" in metrics:
-                console.print(report_table(metrics["per_query"]))
+            for part in [*verdict_lines(metrics), *report_tables(metrics)]:
+                console.print(part)
             tuned = api.get_model(final.result_model_id or "")
             if beir is None:
                 console.print(ground_truth_table(

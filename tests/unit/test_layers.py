@@ -16,7 +16,7 @@ import embtune
 LAYERS: list[set[str]] = [
     {"cli"},
     {"demo"},
-    {"console"},  # the progress bar and metric tables that cli and demo share
+    {"console", "console_report"},  # the progress bar and the task report cli and demo share
     {"api"},
     {"web"},  # the dashboard's pages, mounted by the api
     {"runtime"},
