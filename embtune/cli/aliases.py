@@ -33,6 +33,13 @@ ExpectedOption = Annotated[int | None, typer.Option(
     help="Change only if the alias is at this version (0: only if it is new).")]
 
 
+def render(alias: AliasPublic, as_json: bool) -> None:
+    if as_json:
+        print_json(alias)
+    else:
+        show_alias(alias)
+
+
 def show_alias(alias: AliasPublic) -> None:
     console = out_console()
     console.print(fields_table({
@@ -64,7 +71,7 @@ def set_alias(
     """Point an alias at a model (creating the alias)."""
     with connect(url) as api:
         alias = api.set_alias(name, model_id, reason=reason, expected_version=expected_version)
-    print_json(alias) if as_json else show_alias(alias)
+    render(alias, as_json)
 
 
 @app.command("list")
@@ -98,7 +105,7 @@ def show(
     """One alias with its history."""
     with connect(url) as api:
         alias = api.get_alias(name)
-    print_json(alias) if as_json else show_alias(alias)
+    render(alias, as_json)
 
 
 @app.command("rollback")
@@ -112,4 +119,4 @@ def rollback(
     """Back to the model before the alias's live change; again to go further back."""
     with connect(url) as api:
         alias = api.rollback_alias(name, reason=reason, expected_version=expected_version)
-    print_json(alias) if as_json else show_alias(alias)
+    render(alias, as_json)

@@ -93,4 +93,4 @@ class AliasService:
         alias = self.repo.get(session, name)
         if alias is None:
             raise NotFound(f"alias {name!r} not found")
-        return alias, self.repo.history(session, name, HISTORY_SHOWN)
+        return alias, self.repo.history(session, name, HISTORY_SHOWN, up_to=alias.version)

@@ -70,11 +70,18 @@ class AliasRepository:
         total = session.scalar(select(func.count()).select_from(ALIASES)) or 0
         return [_to_alias(r) for r in rows], total
 
-    def history(self, session: Session, name: str, limit: int = 20) -> list[AliasChange]:
-        """The newest `limit` changes, newest first."""
+    def history(
+        self, session: Session, name: str, limit: int = 20, *, up_to: int | None = None
+    ) -> list[AliasChange]:
+        """The newest `limit` changes, newest first; `up_to` stops at that version, so an alias
+        read a moment earlier and its history agree (on PostgreSQL each statement sees the
+        changes committed before it)."""
+        where = [CHANGES.c.alias == name]
+        if up_to is not None:
+            where.append(CHANGES.c.version <= up_to)
         rows = session.execute(
             select(CHANGES)
-            .where(CHANGES.c.alias == name)
+            .where(*where)
             .order_by(CHANGES.c.version.desc())
             .limit(limit)
         ).all()
@@ -102,7 +109,7 @@ class AliasRepository:
         for _ in range(POINT_ATTEMPTS):
             current = self.get(session, name)
             if current is not None and current.model_id == model_id:
-                return self._newest(session, name)
+                return self._change_at(session, name, current.version)
             found = current.version if current is not None else 0
             if expected_version is not None and expected_version != found:
                 raise Conflict(
@@ -178,10 +185,14 @@ class AliasRepository:
         for action, previous in rows:
             yield AliasAction(action), previous
 
-    def _newest(self, session: Session, name: str) -> AliasChange:
-        newest = self.history(session, name, limit=1)
-        assert newest, f"alias {name!r} exists without a recorded change"
-        return newest[0]
+    def _change_at(self, session: Session, name: str, version: int) -> AliasChange:
+        """The change that made `version`, by version: on PostgreSQL "the newest" read a moment
+        after the alias may already be a later writer's change."""
+        row = session.execute(
+            select(CHANGES).where(CHANGES.c.alias == name, CHANGES.c.version == version)
+        ).first()
+        assert row is not None, f"alias {name!r} is at version {version} without its change"
+        return _to_change(row)
 
     def _create(
         self,
