@@ -1,6 +1,7 @@
-"""Serves the dashboard's three package files (page, script, stylesheet) with strict headers.
+"""Serves the dashboard's package files (page, scripts, stylesheet) with strict headers.
 
-There is no build step: the files under `static/` are what the browser runs. Every response
+There is no build step: the files under `static/` are what the browser runs (ES modules that
+import each other by relative path, which the same-origin script policy allows). Every response
 carries a Content-Security-Policy that allows scripts and styles from this origin only, so API
 strings can never become markup or code even if a bug inserted them as HTML.
 """
@@ -22,8 +23,13 @@ SECURITY_HEADERS = {
     # Revalidate every load so an upgraded server never runs against a stale script.
     "Cache-Control": "no-cache",
 }
+SCRIPT = "text/javascript; charset=utf-8"
 ASSETS = {
-    "app.js": "text/javascript; charset=utf-8",
+    "app.js": SCRIPT,  # the pages and the router; imports the modules below
+    "dom.js": SCRIPT,
+    "nav.js": SCRIPT,
+    "report.js": SCRIPT,
+    "aliases.js": SCRIPT,
     "app.css": "text/css; charset=utf-8",
 }
 

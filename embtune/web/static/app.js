@@ -1,69 +1,19 @@
-// embtune dashboard: three hash-routed pages over the JSON API; no framework, no build step.
-// API strings only ever reach the page as text nodes or attribute values, never as HTML.
-"use strict";
+// embtune dashboard: hash-routed pages over the JSON API; no framework, no build step. Shared
+// helpers live in dom.js, a task's report in report.js (ES modules, same origin: the CSP holds).
+import { aliasesPage } from "./aliases.js";
+import {
+  api, badge, duration, emptyRow, enc, h, keyValues, modelLink, modelsById, muted, num, table,
+  taskLink, when,
+} from "./dom.js";
+import { go, leavePage, PAGE_SIZE, pager, poll } from "./nav.js";
+import { metricsView } from "./report.js";
 
-const API = "/api/v1";
 const STATUSES = ["pending", "processing", "done", "canceled", "failed", "refused"];
 // Statuses a task still leaves on its own: its page keeps polling. Which buttons are enabled
 // comes from the task itself (`can_cancel`, `can_restart`: the server's table of transitions).
 const ACTIVE = new Set(["pending", "processing"]);
-const PAGE_SIZE = 20;
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-let timer = null; // the current page's refresh timer
-let route = 0; // bumped on navigation so a late response never paints over another page
-
-function h(tag, attrs, ...children) {
-  const el = tag.startsWith("svg:")
-    ? document.createElementNS(SVG_NS, tag.slice(4))
-    : document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
-  }
-  return el;
-}
-
-async function api(path, options = {}) {
-  const res = await fetch(API + path, { headers: { accept: "application/json" }, ...options });
-  const body = await res.json().catch(() => null);
-  if (!res.ok) {
-    const detail = body && body.detail;
-    const text = Array.isArray(detail)
-      ? detail.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ")
-      : detail || res.statusText;
-    throw new Error(`${res.status} ${text}`);
-  }
-  return { body, total: Number(res.headers.get("X-Total-Count") || 0) };
-}
-
-const enc = encodeURIComponent;
-const taskLink = (id) => h("a", { href: `#/task/${enc(id)}`, class: "mono" }, id);
-const badge = (status) => h("span", { class: `badge ${status}` }, status);
-const muted = (text) => h("p", { class: "muted" }, text);
-const emptyRow = (text) => h("tr", {}, h("td", { colspan: 6, class: "muted" }, text));
-
-function when(iso) {
-  const date = new Date(iso);
-  return !iso ? "—" : Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
-}
-
-function duration(seconds) {
-  const s = Math.max(0, Math.round(seconds));
-  if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
-}
-
-function num(value, signed = false, fixed = false) {
-  if (typeof value !== "number" || !Number.isFinite(value)) return value == null ? "—" : value;
-  const text = fixed ? value.toFixed(4) : String(Number(value.toFixed(4)));
-  return signed && value > 0 ? `+${text}` : text;
-}
+// Event kinds that record what a finished run earned; they stand out in the history.
+const OUTCOMES = new Set(["verdict", "promotion"]);
 
 function progressBar(task) {
   const fraction = Math.max(0, Math.min(1, Number(task.progress.fraction) || 0));
@@ -74,80 +24,6 @@ function progressBar(task) {
     class: "bar", role: "progressbar", title: `${pct}%`,
     "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct,
   }, fill);
-}
-
-function table(headings, rows, attrs = {}) {
-  return h("table", attrs,
-    h("thead", {}, h("tr", {}, headings.map((text) => h("th", {}, text)))),
-    rows instanceof Node && rows.tagName === "TBODY" ? rows : h("tbody", {}, rows));
-}
-
-function keyValues(object) {
-  return h("dl", { class: "facts" }, Object.entries(object).map(([key, value]) => [
-    h("dt", {}, key),
-    h("dd", {}, value instanceof Node ? value : typeof value === "object" && value !== null
-      ? h("code", { class: "mono" }, JSON.stringify(value)) : num(value)),
-  ]));
-}
-
-function go(page, params = {}) {
-  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v)).toString();
-  location.hash = `#/${page}${query ? `?${query}` : ""}`;
-}
-
-// Runs `load` now and again every `ms` while it returns true; the returned function reloads
-// at once (after an action). Errors show in `errorEl` and the polling carries on.
-function poll(load, ms, errorEl) {
-  const mine = route;
-  let [busy, again] = [false, false];
-  async function tick() {
-    if (mine !== route) return;
-    if (busy) { again = true; return; }
-    clearTimeout(timer);
-    busy = true;
-    let keepGoing = true;
-    try {
-      keepGoing = await load();
-      errorEl.replaceChildren();
-    } catch (err) {
-      errorEl.textContent = `Could not load: ${err.message}`;
-    }
-    busy = false;
-    if (mine !== route) return;
-    if (again) {
-      again = false;
-      tick();
-    } else if (keepGoing !== false) timer = setTimeout(tick, ms);
-  }
-  tick();
-  return tick;
-}
-
-function pager(page, params, offset) {
-  const count = h("span", { class: "count", id: "count" }, "…");
-  const prev = h("button", { id: "prev", disabled: offset === 0,
-    onclick: () => go(page, { ...params, offset: Math.max(0, offset - PAGE_SIZE) }) }, "‹ Prev");
-  const next = h("button", { id: "next", disabled: true,
-    onclick: () => go(page, { ...params, offset: offset + PAGE_SIZE }) }, "Next ›");
-  return {
-    el: h("div", { class: "pager" }, prev, count, next),
-    update(shown, total) {
-      count.textContent = shown ? `${offset + 1}–${offset + shown} of ${total}` : `0 of ${total}`;
-      prev.disabled = offset === 0;
-      next.disabled = offset + shown >= total;
-    },
-  };
-}
-
-const models = new Map(); // id -> model (or null when unknown), for names in the task table
-
-async function modelsById(ids) {
-  if (ids.some((id) => !models.has(id))) {
-    const { body } = await api("/embedding-models?limit=1000");
-    for (const m of body) models.set(m.id, m);
-    for (const id of ids) if (!models.has(id)) models.set(id, null);
-  }
-  return models;
 }
 
 // ---- pages --------------------------------------------------------------------------------
@@ -308,7 +184,7 @@ function modelsPage(main, params) {
     const names = new Map(body.map((m) => [m.id, m.name]));
     rows.replaceChildren(...body.map((m) => h("tr", { "data-id": m.id },
       h("td", {}, h("strong", {}, m.name)),
-      h("td", { class: "mono" }, m.id),
+      h("td", {}, modelLink(m.id)),
       h("td", {}, m.plugin_name),
       h("td", { class: names.has(m.parent_id) ? "" : "mono" },
         m.parent_id ? names.get(m.parent_id) ?? m.parent_id : "—"),
@@ -316,6 +192,32 @@ function modelsPage(main, params) {
       h("td", {}, when(m.created_at)))));
     if (!body.length) rows.append(emptyRow("No models."));
     pages.update(body.length, total);
+    return false;
+  }, 0, error);
+}
+
+// One model: what it is, where it came from, the report of the run that made it.
+function modelPage(main, id) {
+  const error = h("p", { class: "error", role: "alert" });
+  const [facts, metrics, lineage] = ["model-facts", "model-metrics", "model-lineage"]
+    .map((name) => h("div", { id: name }));
+  const title = h("span", {}, "Model ", h("span", { class: "mono" }, id));
+  main.replaceChildren(
+    h("p", { class: "crumbs" }, h("a", { href: "#/models" }, "← All models")),
+    h("div", { class: "heading" }, h("h1", {}, title)), error,
+    h("section", {}, h("h2", {}, "Model"), facts),
+    h("section", {}, h("h2", {}, "Metrics"), metrics),
+    h("section", {}, h("h2", {}, "Lineage"), lineage));
+  poll(async () => {
+    const { body: m } = await api(`/embedding-models/${enc(id)}`);
+    title.replaceChildren(m.name, " ", h("span", { class: "mono muted" }, m.id));
+    facts.replaceChildren(keyValues({
+      plugin: m.plugin_name, source: m.source,
+      parent: m.parent_id ? modelLink(m.parent_id) : "—",
+      "produced by": m.task_id ? taskLink(m.task_id) : "—", created: when(m.created_at),
+    }));
+    metrics.replaceChildren(...(m.metrics ? metricsView(m.metrics) : [muted("No metrics.")]));
+    lineage.replaceChildren(await lineageView(m.id));
     return false;
   }, 0, error);
 }
@@ -348,46 +250,11 @@ function lossChart(history) {
       h("svg:title", {}, `step ${last[0]}: loss ${num(last[1])}`)));
 }
 
-function metricsView(metrics) {
-  if (!metrics) return [muted("No metrics yet.")];
-  const out = [];
-  const { before = {}, after = {}, delta = {}, per_query: perQuery } = metrics;
-  if (metrics.before || metrics.after) {
-    const names = [...new Set([...Object.keys(before), ...Object.keys(after)])];
-    out.push(table(["Metric", "Before", "After", "Δ"], names.map((name) => {
-      const numbers = typeof after[name] === "number" && typeof before[name] === "number";
-      const change = delta[name] ?? (numbers ? after[name] - before[name] : null);
-      const tone = change > 0 ? "good" : change < 0 ? "bad" : "";
-      return h("tr", { "data-metric": name }, h("th", {}, name),
-        h("td", {}, num(before[name], false, true)), h("td", {}, num(after[name], false, true)),
-        h("td", { class: tone }, num(change, true, true)));
-    }), { class: "metrics", id: "metrics-table" }));
-  }
-  if (perQuery) {
-    const worst = perQuery.worst_regressions || [];
-    out.push(h("div", { id: "per-query" }, h("h3", {}, "Per query"),
-      h("p", {}, h("span", { class: "good" }, `${perQuery.better ?? 0} better`), " · ",
-        h("span", { class: "bad" }, `${perQuery.worse ?? 0} worse`), " · ",
-        `${perQuery.same ?? 0} same`),
-      worst.length ? table(["Worst regressions", "Rank before", "Rank after"], worst.map((r) =>
-        h("tr", {}, h("td", {}, r.query), h("td", {}, r.rank_before ?? "not found"),
-          h("td", {}, r.rank_after ?? "not found")))) : null));
-  }
-  for (const name of ["data", "training"]) {
-    if (metrics[name] && typeof metrics[name] === "object") {
-      out.push(h("h3", {}, name[0].toUpperCase() + name.slice(1)), keyValues(metrics[name]));
-    }
-  }
-  out.push(h("details", { open: !out.length }, h("summary", {}, "Raw metrics JSON"),
-    h("pre", { id: "metrics-json" }, JSON.stringify(metrics, null, 2))));
-  return out;
-}
-
 async function lineageView(modelId) {
   try {
     const { body } = await api(`/embedding-models/${enc(modelId)}/lineage`);
     return h("ol", { class: "lineage" }, body.map((m) => h("li", {},
-      h("strong", {}, m.name), " ", h("span", { class: "mono muted" }, m.id),
+      h("strong", {}, modelLink(m.id, m.name)), " ", h("span", { class: "mono muted" }, m.id),
       ` · ${m.plugin_name} · `,
       m.task_id ? ["tuned by ", taskLink(m.task_id)] : "base model")));
   } catch (err) {
@@ -399,7 +266,9 @@ function eventsView(events) {
   if (!events.length) return muted("No events.");
   const newest = events.slice(-300).reverse();
   return h("div", { class: "scroll" }, table(["Time", "Kind", "Transition", "Message"],
-    newest.map((e) => h("tr", {}, h("td", {}, when(e.created_at)), h("td", {}, e.kind),
+    newest.map((e) => h("tr", { class: OUTCOMES.has(e.kind) && "outcome", "data-kind": e.kind },
+      h("td", {}, when(e.created_at)),
+      h("td", {}, h("span", { class: `kind ${e.kind}` }, e.kind)),
       h("td", {}, e.to_status ? `${e.from_status ?? "—"} → ${e.to_status}` : ""),
       h("td", {}, e.message))), { class: "events" }));
 }
@@ -407,21 +276,23 @@ function eventsView(events) {
 // ---- routing ------------------------------------------------------------------------------
 
 function navigate() {
-  clearTimeout(timer);
-  route += 1;
+  leavePage();
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
   const parts = path.split("/").filter(Boolean).map((part) => {
     try { return decodeURIComponent(part); } catch { return part; }
   });
   const params = new URLSearchParams(query || "");
-  const page = parts[0] === "task" && parts[1] ? "task"
-    : parts[0] === "models" ? "models" : "tasks";
+  const page = ["task", "model"].includes(parts[0]) && parts[1] ? parts[0]
+    : ["models", "aliases"].includes(parts[0]) ? parts[0] : "tasks";
+  const tab = { task: "tasks", model: "models" }[page] ?? page;
   for (const link of document.querySelectorAll("nav a[data-page]")) {
-    link.classList.toggle("active", link.dataset.page === (page === "task" ? "tasks" : page));
+    link.classList.toggle("active", link.dataset.page === tab);
   }
   const main = document.getElementById("app");
   if (page === "task") taskPage(main, parts[1]);
+  else if (page === "model") modelPage(main, parts[1]);
   else if (page === "models") modelsPage(main, params);
+  else if (page === "aliases") aliasesPage(main, params);
   else tasksPage(main, params);
 }
 

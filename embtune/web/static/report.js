@@ -1,0 +1,134 @@
+// embtune dashboard: a finished task's report. The verdict leads, then the figures it rests on,
+// each titled with its evidence: a judged set is ground truth; clicks on the full catalogue
+// favour the source model (clicks exist only where it showed the item), so only the debiased
+// shown-list figure may carry a click verdict. Old tasks have only flat before/after figures.
+import { h, keyValues, muted, num, table } from "./dom.js";
+
+const VERDICTS = new Set(["better", "worse", "inconclusive"]);
+const BIASED = "favours the source model: clicks exist only where it showed the item";
+
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const names = (before, after) => [...new Set([...Object.keys(before), ...Object.keys(after)])];
+const tone = (change) => (change > 0 ? "good" : change < 0 ? "bad" : "");
+const setName = (set) => (isObject(set) ? set.name || set.id : null) || "an evaluation set";
+
+function interval(ci) {
+  return Array.isArray(ci) && ci.length === 2
+    ? `[${num(ci[0], true, true)}, ${num(ci[1], true, true)}]` : "—";
+}
+
+// One row of figures; `ci` adds a 95 % interval cell (undefined: no such column).
+function figureRow(name, before, after, delta, ci, attrs = {}) {
+  const numbers = typeof after === "number" && typeof before === "number";
+  const change = delta ?? (numbers ? after - before : null);
+  return h("tr", { "data-metric": name, ...attrs }, h("th", {}, name),
+    h("td", {}, num(before, false, true)), h("td", {}, num(after, false, true)),
+    h("td", { class: tone(change) }, num(change, true, true)),
+    ci === undefined ? null : h("td", { class: "ci" }, interval(ci)));
+}
+
+function propensities(metrics) {
+  const used = metrics.clicks?.shown_lists?.propensities;
+  if (!isObject(used)) return null;
+  const [theta, alpha, beta] = [used.examination, used.alpha, used.beta]
+    .map((list) => (Array.isArray(list) ? list : []));
+  const summary = `Propensities: ${used.source ?? "?"}${used.method ? ` (${used.method})` : ""}`;
+  return h("details", { id: "propensities" }, h("summary", {}, summary),
+    used.reason ? h("p", { class: "muted" }, used.reason) : null,
+    theta.length ? table(["Rank", "Examination θ", "α", "β"], theta.map((t, i) =>
+      h("tr", {}, h("td", {}, i + 1), h("td", {}, num(t)), h("td", {}, num(alpha[i])),
+        h("td", {}, num(beta[i])))), { class: "metrics" }) : null);
+}
+
+function verdictBlock(metrics) {
+  const v = metrics.verdict;
+  if (!isObject(v)) return null;
+  const word = VERDICTS.has(v.verdict) ? v.verdict : "inconclusive";
+  const judged = v.basis === "judged";
+  return h("div", { id: "verdict", class: `verdict ${word}` },
+    h("p", { class: "verdict-head" },
+      h("span", { class: `badge ${word}` }, word), " ",
+      h("strong", { class: "verdict-metric" }, v.metric ?? "?"), " ",
+      h("span", { class: `verdict-delta ${tone(v.delta)}` }, num(v.delta, true, true)), " ",
+      h("span", { class: "verdict-ci" }, `95% ${interval(v.ci95)}`)),
+    keyValues({
+      basis: judged ? h("span", {}, "judged set ", h("strong", {}, setName(v.evaluation_set)))
+        : "clicks, debiased (shown lists, split by query)",
+      queries: v.queries ?? "—",
+      "before → after": `${num(v.before, false, true)} → ${num(v.after, false, true)}`,
+    }),
+    v.reason ? h("p", { class: "muted verdict-reason" }, v.reason) : null,
+    judged ? null : propensities(metrics));
+}
+
+function promotionLine(promotion) {
+  if (!isObject(promotion)) return null;
+  const rule = promotion.promote_if ? ` (promote if ${promotion.promote_if})` : "";
+  return h("p", { id: "promotion", class: promotion.promoted ? "promoted" : "not-promoted" },
+    h("strong", {}, promotion.promoted ? "Promoted" : "Not promoted"), " to ",
+    h("a", { href: "#/aliases" }, promotion.alias ?? "?"), rule,
+    promotion.reason ? `: ${promotion.reason}` : "");
+}
+
+function judgedTable(judged) {
+  const { before = {}, after = {}, delta = {}, ci95 = {} } = judged;
+  return [h("h3", {}, `Judged set: ${setName(judged.evaluation_set)} · ${judged.queries ?? "?"} `
+    + "queries"),
+  table(["Metric", "Before", "After", "Δ", "95% interval"], names(before, after)
+    .map((m) => figureRow(m, before[m], after[m], delta[m], ci95[m] ?? null)),
+  { class: "metrics", id: "judged-table" })];
+}
+
+function clickTable(clicks) {
+  const shown = isObject(clicks.shown_lists) ? clicks.shown_lists : null;
+  const full = isObject(clicks.full_catalogue) ? clicks.full_catalogue : {};
+  const { before = {}, after = {}, delta = {} } = full;
+  const counts = shown ? `; ${shown.queries ?? "?"} queries, ${shown.sessions ?? "?"} sessions`
+    : "";
+  return [h("h3", {}, `Clicks on validation sessions (split by ${clicks.split ?? "?"}${counts})`),
+    table(["Figure", "Before", "After", "Δ", "95% interval"], [
+      shown ? figureRow(`${shown.metric ?? "click_dcg@10"}, shown lists, debiased`, shown.before,
+        shown.after, shown.delta, shown.ci95 ?? null, { class: "debiased" }) : null,
+      names(before, after).map((m) => figureRow(`${m}, full catalogue *`,
+        before[m], after[m], delta[m], null, { class: "biased" })),
+    ], { class: "metrics", id: "click-table" }),
+    h("p", { class: "muted note" }, `* full catalogue: ${full.note || BIASED}`)];
+}
+
+function perQueryView(perQuery, source) {
+  const worst = perQuery.worst_regressions || [];
+  return h("div", { id: "per-query" }, h("h3", {}, `Per query (${source})`),
+    h("p", {}, h("span", { class: "good" }, `${perQuery.better ?? 0} better`), " · ",
+      h("span", { class: "bad" }, `${perQuery.worse ?? 0} worse`), " · ",
+      `${perQuery.same ?? 0} same`),
+    worst.length ? table(["Worst regressions", "Rank before", "Rank after"], worst.map((r) =>
+      h("tr", {}, h("td", {}, r.query), h("td", {}, r.rank_before ?? "not found"),
+        h("td", {}, r.rank_after ?? "not found")))) : null);
+}
+
+// Every part of a task's (or model's) metrics, in reading order; the raw JSON last.
+export function metricsView(metrics) {
+  if (!metrics) return [muted("No metrics yet.")];
+  const out = [verdictBlock(metrics), promotionLine(metrics.promotion)].filter(Boolean);
+  const judged = isObject(metrics.judged) ? metrics.judged : null;
+  const clicks = isObject(metrics.clicks) ? metrics.clicks : null;
+  if (judged) out.push(...judgedTable(judged));
+  if (clicks) out.push(...clickTable(clicks));
+  const { before = {}, after = {}, delta = {} } = metrics;
+  if (!judged && !clicks && (metrics.before || metrics.after)) { // an old task's flat figures
+    out.push(h("h3", {}, "Validation sessions"), table(["Metric", "Before", "After", "Δ"],
+      names(before, after).map((name) => figureRow(name, before[name], after[name], delta[name])),
+      { class: "metrics", id: "metrics-table" }));
+  }
+  if (isObject(metrics.per_query)) {
+    out.push(perQueryView(metrics.per_query, judged ? "judged set" : "validation sessions"));
+  }
+  for (const name of ["data", "training"]) {
+    if (isObject(metrics[name])) {
+      out.push(h("h3", {}, name[0].toUpperCase() + name.slice(1)), keyValues(metrics[name]));
+    }
+  }
+  out.push(h("details", { open: !out.length }, h("summary", {}, "Raw metrics JSON"),
+    h("pre", { id: "metrics-json" }, JSON.stringify(metrics, null, 2))));
+  return out;
+}
