@@ -56,7 +56,11 @@ class Observation(NamedTuple):
 
 @dataclass(frozen=True)
 class Propensities:
-    """Per-rank click model; index 0 is rank 1. `source` says whether it was estimated."""
+    """Per-rank click model; index 0 is rank 1. `source` says whether it was estimated.
+
+    An estimate covers ranks 1 to the deepest rank with usable observations, which can be less
+    than the `max_rank` asked for; the counterfactual metric then ignores items shown deeper.
+    """
 
     source: Literal["estimated", "prior"]
     reason: str
@@ -143,7 +147,7 @@ def estimate_propensities(
     theta = np.clip(p_rel / p_rel[0], _EPS, 1.0)
     return Propensities(
         source="estimated",
-        reason=f"estimated from {int(cells.clicks.sum())} clicks",
+        reason=f"estimated from {int(cells.clicks.sum())} clicks at ranks 1-{cells.ranks}",
         method=cells.method,
         examination=_floats(theta),
         alpha=_floats(alpha),
