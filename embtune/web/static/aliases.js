@@ -1,7 +1,9 @@
 // embtune dashboard: the aliases page. An alias (e.g. `production`) names the live iteration of
 // a model; each row opens its history of changes (set, promote, rollback), newest first.
 // A server without the aliases API answers 404: the page says so instead of failing.
-import { api, emptyRow, enc, h, modelLink, modelsById, muted, table, when } from "./dom.js";
+import {
+  api, emptyRow, enc, h, modelLink, modelsById, muted, table, taskLink, when,
+} from "./dom.js";
 import { PAGE_SIZE, pager, poll } from "./nav.js";
 
 const COLUMNS = ["Alias", "Model", "Version", "Updated by", "Updated"];
@@ -13,6 +15,10 @@ function modelCell(id, known) {
   return [modelLink(id, name), name ? h("span", { class: "mono muted" }, ` ${id}`) : null];
 }
 
+// `task:<id>` (a task promoted it) links to that task; other actors are shown as they are.
+const actorCell = (actor) => (typeof actor === "string" && actor.startsWith("task:")
+  ? ["task ", taskLink(actor.slice(5))] : actor);
+
 function historyTable(history, known) {
   if (!history.length) return muted("No changes recorded.");
   const model = (id) => modelCell(id, known);
@@ -21,7 +27,7 @@ function historyTable(history, known) {
       h("td", {}, when(c.created_at)), h("td", {}, c.version),
       h("td", {}, h("span", { class: `action ${c.action}` }, c.action)),
       h("td", {}, model(c.model_id)), h("td", {}, model(c.previous_model_id)),
-      h("td", {}, c.actor), h("td", {}, c.reason))), { class: "history" });
+      h("td", {}, actorCell(c.actor)), h("td", {}, c.reason))), { class: "history" });
 }
 
 // The list's own `history` when it carries one; else fetched from /aliases/{name} when opened.
@@ -78,7 +84,8 @@ export function aliasesPage(main, params) {
       h("tr", { "data-alias": a.name },
         h("td", {}, h("strong", {}, a.name)),
         h("td", { class: "model" }, modelCell(a.model_id, known)),
-        h("td", {}, a.version), h("td", {}, a.updated_by), h("td", {}, when(a.updated_at))),
+        h("td", {}, a.version), h("td", {}, actorCell(a.updated_by)),
+        h("td", {}, when(a.updated_at))),
       h("tr", { class: "history-row" },
         h("td", { colspan: COLUMNS.length }, historyDetails(a, known))),
     ]).flat());

@@ -268,7 +268,7 @@ function eventsView(events) {
   return h("div", { class: "scroll" }, table(["Time", "Kind", "Transition", "Message"],
     newest.map((e) => h("tr", { class: OUTCOMES.has(e.kind) && "outcome", "data-kind": e.kind },
       h("td", {}, when(e.created_at)),
-      h("td", {}, h("span", { class: `kind ${e.kind}` }, e.kind)),
+      h("td", {}, h("span", { class: `kind kind-${e.kind}` }, e.kind)),
       h("td", {}, e.to_status ? `${e.from_status ?? "—"} → ${e.to_status}` : ""),
       h("td", {}, e.message))), { class: "events" }));
 }
