@@ -120,6 +120,7 @@ def estimate_propensities(
     min_clicks: int = 100,
     max_iterations: int = 500,
     tolerance: float = 1e-5,
+    monotone: bool = True,
 ) -> Propensities:
     """Trust-bias propensities by EM, or `Propensities.prior` with the reason when the data
     cannot support an estimate.
@@ -128,6 +129,13 @@ def estimate_propensities(
     (e.g. the source model's cosine score); it is what identifies the ranks when each pair was
     shown at one rank only. Converged means the per-rank click probabilities moved less than
     `tolerance` in the last iteration.
+
+    `monotone` constrains both per-rank click probabilities (relevant and irrelevant) to be
+    non-increasing in rank: users look less and trust less further down. Each M-step then takes
+    the weighted isotonic regression of the per-rank rates (pool-adjacent-violators), which is the
+    constrained maximum-likelihood update for binomial rates. Deep ranks get few clicks, and
+    without it their noisy rates turn into large, wrong inverse weights. Turn it off for layouts
+    where a lower slot is seen more (grids, a sticky last result).
     """
     sessions = list(sessions)
     cells = _Cells.build(observations(sessions, max_rank), features)
@@ -138,7 +146,7 @@ def estimate_propensities(
             f"{clicks} usable clicks, at least {min_clicks} are needed to estimate position bias "
             "(an item must appear at two ranks for one query, or come with features)",
         )
-    p_rel, p_irr, iterations, converged = _em(cells, max_iterations, tolerance)
+    p_rel, p_irr, iterations, converged = _em(cells, max_iterations, tolerance, monotone)
     if p_rel[0] <= p_irr[0] + _EPS:
         return Propensities.prior(
             max_rank, "the clicks did not separate relevant from irrelevant items at rank 1"
@@ -239,7 +247,7 @@ def _design(
 
 
 def _em(
-    cells: _Cells, max_iterations: int, tolerance: float
+    cells: _Cells, max_iterations: int, tolerance: float, monotone: bool
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """EM with one latent relevance per (query, item) pair; returns per-rank P(click | relevant),
     P(click | irrelevant), the iterations run and whether it converged.
@@ -279,6 +287,9 @@ def _em(
         new_irr = np.bincount(cells.rank, (1 - r) * cells.clicks, cells.ranks) / np.maximum(
             shown_irr, _EPS
         )
+        if monotone:
+            new_rel = _non_increasing(new_rel, shown_rel)
+            new_irr = _non_increasing(new_irr, shown_irr)
         pooled = float(relevant[~cells.featured].mean()) if (~cells.featured).any() else 0.5
         if cells.design is not None and coef is not None:
             coef = _logistic(cells.design, relevant, cells.featured.astype(float), coef)
@@ -290,6 +301,13 @@ def _em(
         if change < tolerance:
             return p_rel, p_irr, iteration, True
     return p_rel, p_irr, max_iterations, False
+
+
+def _non_increasing(rates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    from scipy.optimize import isotonic_regression
+
+    fitted = isotonic_regression(rates, weights=np.maximum(weights, _EPS), increasing=False)
+    return np.asarray(fitted.x)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
