@@ -76,18 +76,19 @@ def verdict_panel(metrics: dict[str, Any] | None) -> Panel | None:
         return None
     word = str(verdict.get("verdict", "inconclusive"))
     style = VERDICT_STYLE.get(word, "bold")
-    metric = str(verdict.get("metric", "?"))
-    lines: list[RenderableType] = [
-        Text.assemble((word.upper(), style), "  ", (metric, "bold"), " ",
-                      _change(verdict.get("delta")), " 95% ", _interval(verdict.get("ci95")),
-                      f"  ({_figure(verdict.get('before'))} → {_figure(verdict.get('after'))})"),
-    ]
-    if verdict.get("basis") == "judged":
-        basis = f"judged set {_set_name(verdict.get('evaluation_set'))}"
-    else:
-        basis = "clicks, debiased (shown lists, split by query)"
-    lines.append(Text(f"basis: {basis} · {verdict.get('queries', '?')} queries"))
-    if verdict.get("basis") == "clicks":
+    basis = verdict.get("basis")
+    lines: list[RenderableType] = []
+    if basis in ("judged", "clicks"):
+        lines.append(Text.assemble(
+            (word.upper(), style), "  ", (str(verdict.get("metric") or "?"), "bold"), " ",
+            _change(verdict.get("delta")), " 95% ", _interval(verdict.get("ci95")),
+            f"  ({_figure(verdict.get('before'))} → {_figure(verdict.get('after'))})"))
+        evidence = (f"judged set {_set_name(verdict.get('evaluation_set'))}" if basis == "judged"
+                    else "clicks, debiased (shown lists, split by query)")
+        lines.append(Text(f"basis: {evidence} · {verdict.get('queries', '?')} queries"))
+    else:  # nothing to decide on: no figure to show
+        lines.append(Text.assemble((word.upper(), style), "  no evidence to decide on"))
+    if basis == "clicks":
         note = _propensities_note(metrics or {})
         if note is not None:
             lines.append(note)
@@ -123,7 +124,9 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     else:
         title = "Validation sessions: source model vs tuned model"
     ci = _section(judged, "ci95")
-    table = Table(title=title)
+    dropped = judged.get("queries_without_catalogued_items")
+    table = Table(title=title, caption=f"{dropped} judged queries left out: none of their "
+                  "relevant items is in the catalogue" if dropped else None)
     for name in ("metric", "before", "after", "change") + (("95% interval",) if ci else ()):
         table.add_column(name, justify="left" if name == "metric" else "right")
     before, after = _section(metrics, "before"), _section(metrics, "after")
@@ -155,12 +158,12 @@ def click_table(metrics: dict[str, Any]) -> Table | None:
                       Text(_figure(shown.get("before"))),
                       Text(_figure(shown.get("after"))), _change(shown.get("delta")),
                       Text(_interval(shown.get("ci95"))))
-    before, after = _section(full, "before"), _section(full, "after")
+    before, after, ci = _section(full, "before"), _section(full, "after"), _section(full, "ci95")
     for name in METRICS:
         if name in before and name in after:
             table.add_row(Text(f"{name} full catalogue*", style="dim"),
                           Text(_figure(before[name])), Text(_figure(after[name])),
-                          _change(after[name] - before[name]), Text("—"))
+                          _change(after[name] - before[name]), Text(_interval(ci.get(name))))
     return table
 
 

@@ -221,7 +221,8 @@ def click_figures(verdict: str, delta: float, ci: list[float]) -> dict[str, Any]
         },
         "full_catalogue": {
             "before": dict.fromkeys(FOUR, 0.3), "after": dict.fromkeys(FOUR, 0.32),
-            "delta": dict.fromkeys(FOUR, 0.02), "note": BIASED,
+            "delta": dict.fromkeys(FOUR, 0.02), "ci95": {key: [-0.01, 0.05] for key in FOUR},
+            "note": BIASED,
         },
     }
 
@@ -259,6 +260,7 @@ def test_task_page_leads_with_a_judged_verdict_and_its_promotion(
                     "evaluation_set": judged_set,
                     "reason": "judged NDCG@10 +0.381 [+0.301, +0.452] over 60 queries: better"},
         "judged": {"evaluation_set": judged_set, "queries": 60, "before": before,
+                   "queries_without_catalogued_items": 2,
                    "after": after, "delta": delta,
                    "ci95": {name: [0.301, 0.452] for name in FOUR}},
         "clicks": click_figures("better", 0.04, [0.01, 0.07]),
@@ -294,6 +296,9 @@ def test_task_page_leads_with_a_judged_verdict_and_its_promotion(
     shown = page.locator("#click-table tr.debiased td")
     expect(shown).to_have_text(["0.2000", "0.2400", "+0.0400", "[+0.0100, +0.0700]"])
     expect(page.locator("#click-table tr.biased")).to_have_count(4)
+    expect(page.locator("#click-table tr.biased td.ci").first).to_have_text("[-0.0100, +0.0500]")
+    expect(page.locator("#metrics")).to_contain_text(
+        "2 judged queries were left out: none of their relevant items is in the catalogue.")
     expect(page.locator("#metrics")).to_contain_text(f"* full catalogue: {BIASED}")
     expect(page.locator("#per-query")).to_contain_text("Per query (judged set)")
     expect(page.locator("#metrics-table")).to_have_count(0)  # no figure shown twice
@@ -341,6 +346,25 @@ def test_a_click_verdict_says_debiased_and_shows_its_propensities(
     expect(page.locator("#judged-table")).to_have_count(0)
     expect(page.locator("#click-table tr.debiased td").nth(2)).to_have_text("-0.0500")
     screenshot(page, "task-verdict-clicks")
+
+
+def test_a_verdict_without_evidence_shows_no_figures(
+    serve: Callable[..., str], page: Any
+) -> None:
+    url = serve(run_worker=False)
+    with httpx.Client(base_url=url) as api:
+        task_id = create_task(api, register_model(api))
+    reason = "neither a judged set nor held-out sessions with shown results: nothing to decide on"
+    metrics = {"verdict": {"verdict": "inconclusive", "basis": "none", "metric": None,
+                           "reason": reason}, "clicks": {"split": "query"}}
+    serve_report(page, task_id, metrics)
+    page.goto(f"{url}/#/task/{task_id}")
+    verdict = page.locator("#verdict")
+    expect(verdict.locator(".badge")).to_have_text("inconclusive")
+    expect(verdict).to_contain_text("no evidence to decide on")
+    expect(verdict).to_contain_text(reason)
+    expect(verdict.locator(".verdict-ci")).to_have_count(0)
+    expect(verdict).not_to_contain_text("clicks, debiased")
 
 
 def test_aliases_page_lists_aliases_and_opens_their_history(

@@ -47,6 +47,7 @@ def judged_better() -> dict[str, Any]:
                     "queries": 60, "evaluation_set": golden,
                     "reason": "judged NDCG@10 +0.381 [+0.301, +0.452] over 60 queries: better"},
         "judged": {"evaluation_set": golden, "queries": 60, "before": before, "after": after,
+                   "queries_without_catalogued_items": 2,
                    "delta": delta, "ci95": {k: [0.1, 0.5] for k in FOUR}},
         "clicks": {
             "split": "query",
@@ -66,7 +67,8 @@ def judged_better() -> dict[str, Any]:
 
 def clicks_only(verdict: str, delta: float, ci: list[float]) -> dict[str, Any]:
     full = {"before": figures(0.3, 0.1), "after": figures(0.28, 0.1),
-            "delta": {k: -0.02 for k in FOUR}, "note": "favours the source model: clicks "
+            "delta": {k: -0.02 for k in FOUR}, "ci95": {k: [-0.04, 0.0] for k in FOUR},
+            "note": "favours the source model: clicks "
             "exist only where it showed the item"}
     return {
         "before": full["before"], "after": full["after"], "delta": full["delta"],
@@ -120,8 +122,15 @@ def test_the_headline_table_is_titled_by_its_evidence() -> None:
     judged, _ = render(metrics_table(judged_better()))
     assert "Judged set shop golden (60 queries): source vs tuned model" in judged
     assert "95% interval" in judged and "[+0.1000, +0.5000]" in judged
+    assert "2 judged queries left out: none of their relevant items is in the catalogue" \
+        in judged
     clicks, _ = render(metrics_table(clicks_only("worse", -0.05, [-0.09, -0.01])))
     assert "full catalogue (favours the source model" in clicks
+
+
+def test_full_catalogue_rows_carry_their_interval_when_the_run_bounded_them() -> None:
+    text, _ = render(click_table(clicks_only("worse", -0.05, [-0.09, -0.01])))
+    assert "ndcg@10 full catalogue* │ 0.3000 │ 0.2800 │ -0.0200 │ [-0.0400, +0.0000]" in text
 
 
 def test_the_click_table_keeps_debiased_and_biased_figures_apart() -> None:
@@ -157,3 +166,13 @@ def test_an_old_task_renders_its_flat_figures_without_a_verdict() -> None:
     assert "95% interval" not in text and "Clicks" not in text
     assert "31 better, 4 worse, 65 unchanged" in text
     assert report_tables({"steps": 30}) == []  # another method's metrics: no tables
+
+
+def test_a_verdict_with_nothing_to_decide_on_shows_no_figures() -> None:
+    metrics = {"verdict": {"verdict": "inconclusive", "basis": "none", "metric": None,
+                           "reason": "neither a judged set nor held-out sessions with shown "
+                                     "results: nothing to decide on"}}
+    text, _ = render(verdict_panel(metrics))
+    assert "INCONCLUSIVE no evidence to decide on" in text
+    assert "nothing to decide on" in text
+    assert "basis" not in text and "clicks" not in text and "95%" not in text

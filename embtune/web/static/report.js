@@ -45,6 +45,12 @@ function verdictBlock(metrics) {
   if (!isObject(v)) return null;
   const word = VERDICTS.has(v.verdict) ? v.verdict : "inconclusive";
   const judged = v.basis === "judged";
+  if (!judged && v.basis !== "clicks") { // neither a judged set nor clicks: no figure to show
+    return h("div", { id: "verdict", class: `verdict ${word}` },
+      h("p", { class: "verdict-head" }, h("span", { class: `badge ${word}` }, word), " ",
+        h("span", { class: "muted" }, "no evidence to decide on")),
+      v.reason ? h("p", { class: "muted verdict-reason" }, v.reason) : null);
+  }
   return h("div", { id: "verdict", class: `verdict ${word}` },
     h("p", { class: "verdict-head" },
       h("span", { class: `badge ${word}` }, word), " ",
@@ -72,8 +78,12 @@ function promotionLine(promotion) {
 
 function judgedTable(judged) {
   const { before = {}, after = {}, delta = {}, ci95 = {} } = judged;
+  const dropped = judged.queries_without_catalogued_items;
   return [h("h3", {}, `Judged set: ${setName(judged.evaluation_set)} · ${judged.queries ?? "?"} `
     + "queries"),
+  dropped ? h("p", { class: "muted note" },
+    `${dropped} judged ${dropped === 1 ? "query was" : "queries were"} left out: none of `
+    + "their relevant items is in the catalogue.") : null,
   table(["Metric", "Before", "After", "Δ", "95% interval"], names(before, after)
     .map((m) => figureRow(m, before[m], after[m], delta[m], ci95[m] ?? null)),
   { class: "metrics", id: "judged-table" })];
@@ -82,7 +92,7 @@ function judgedTable(judged) {
 function clickTable(clicks) {
   const shown = isObject(clicks.shown_lists) ? clicks.shown_lists : null;
   const full = isObject(clicks.full_catalogue) ? clicks.full_catalogue : {};
-  const { before = {}, after = {}, delta = {} } = full;
+  const { before = {}, after = {}, delta = {}, ci95 = {} } = full;
   const counts = shown ? `; ${shown.queries ?? "?"} queries, ${shown.sessions ?? "?"} sessions`
     : "";
   return [h("h3", {}, `Clicks on validation sessions (split by ${clicks.split ?? "?"}${counts})`),
@@ -90,7 +100,7 @@ function clickTable(clicks) {
       shown ? figureRow(`${shown.metric ?? "click_dcg@10"}, shown lists, debiased`, shown.before,
         shown.after, shown.delta, shown.ci95 ?? null, { class: "debiased" }) : null,
       names(before, after).map((m) => figureRow(`${m}, full catalogue *`,
-        before[m], after[m], delta[m], null, { class: "biased" })),
+        before[m], after[m], delta[m], ci95[m] ?? null, { class: "biased" })),
     ], { class: "metrics", id: "click-table" }),
     h("p", { class: "muted note" }, `* full catalogue: ${full.note || BIASED}`)];
 }
