@@ -10,17 +10,21 @@ Scoring does not Work: Affine Corrections for Unbiased Learning to Rank", CIKM 2
     P(click | rank k, q, d) = alpha_k * gamma_qd + beta_k,
     alpha_k = theta_k * (eps+_k - eps-_k),   beta_k = theta_k * eps-_k.
 
-The parameters come from EM with relevance as the latent variable, which needs something that
-tells a rank effect from a relevance effect:
+The parameters come from EM with each (query, item) pair's relevance as the latent variable,
+shared by all sessions that showed the pair. Something must tell a rank effect from a relevance
+effect:
 - an item shown for the same query at different ranks (e.g. batches logged under different model
-  versions) has its own relevance parameter: its click rates at those ranks compare the ranks
-  directly (intervention harvesting, Agarwal, Zaitsev, Wang, Li, Najork, Joachims, "Estimating
-  Position Bias without Intrusive Interventions", WSDM 2019);
+  versions) compares those ranks directly, its relevance being the same at both (intervention
+  harvesting, Agarwal, Zaitsev, Wang, Li, Najork, Joachims, "Estimating Position Bias without
+  Intrusive Interventions", WSDM 2019);
 - an item only ever shown at one rank (the usual case: a query gets the same list from the same
-  model) gets its relevance from a logistic regression on caller-given features, such as the
-  source model's score, fitted in the M-step (regression-EM, Wang, Golbandi, Bendersky, Metzler,
-  Najork, "Position Bias Estimation for Unbiased Learning to Rank in Personal Search", WSDM 2018).
-  Features vary within a rank across queries, which is what separates the rank from relevance.
+  model) gets its prior relevance from a logistic regression on caller-given features, such as
+  the source model's score, fitted in the M-step (regression-EM, Wang, Golbandi, Bendersky,
+  Metzler, Najork, "Position Bias Estimation for Unbiased Learning to Rank in Personal Search",
+  WSDM 2018). Features vary within a rank across queries, which is what separates the rank from
+  relevance, so they should be comparable across queries: a raw cosine score that shifts from
+  query to query says less about relevance than the rank does and biases the deep ranks; the
+  score relative to the mean score of the query's shown list works better.
 An item at one rank with no features says nothing about ranks and is left out.
 
 Only theta_k * eps+_k and theta_k * eps-_k are identified, so `examination` is reported relative to
@@ -125,9 +129,10 @@ def estimate_propensities(
     """Trust-bias propensities by EM, or `Propensities.prior` with the reason when the data
     cannot support an estimate.
 
-    `features` maps (normalised query, object id) to a fixed-length vector describing the pair
-    (e.g. the source model's cosine score); it is what identifies the ranks when each pair was
-    shown at one rank only. Converged means the per-rank click probabilities moved less than
+    `features` maps (query, object id) to a fixed-length vector describing the pair (e.g. the
+    source model's cosine score, minus the mean score of the query's shown list); it is what
+    identifies the ranks when each pair was shown at one rank only. Queries are matched after
+    `normalize_query`. Converged means the per-rank click probabilities moved less than
     `tolerance` in the last iteration.
 
     `monotone` constrains both per-rank click probabilities (relevant and irrelevant) to be
@@ -137,8 +142,11 @@ def estimate_propensities(
     without it their noisy rates turn into large, wrong inverse weights. Turn it off for layouts
     where a lower slot is seen more (grids, a sticky last result).
     """
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be at least 1, got {max_rank}")
     sessions = list(sessions)
-    cells = _Cells.build(observations(sessions, max_rank), features)
+    keyed = {(normalize_query(query), item): v for (query, item), v in (features or {}).items()}
+    cells = _Cells.build(observations(sessions, max_rank), keyed)
     if cells is None or cells.clicks.sum() < min_clicks:
         clicks = 0 if cells is None else int(cells.clicks.sum())
         return Propensities.prior(
