@@ -114,19 +114,24 @@ def promotion_line(metrics: dict[str, Any] | None) -> Text | None:
 def metrics_table(metrics: dict[str, Any]) -> Table:
     """The headline before/after: the judged set's figures when there is one, else the clicks'
     full-catalogue figures, titled as such; a 95% column when the run bounded the changes."""
-    judged = _section(metrics, "judged")
+    judged, clicks = _section(metrics, "judged"), _section(metrics, "clicks")
+    full = _section(clicks, "full_catalogue")
+    caption = None
     if judged:
         title = (f"Judged set {_set_name(judged.get('evaluation_set'))} "
                  f"({judged.get('queries', '?')} queries): source vs tuned model")
-    elif _section(metrics, "clicks"):
-        title = ("Validation sessions, full catalogue (" + FULL_CATALOGUE_NOTE
-                 + "): source model vs tuned model")
+        dropped = judged.get("queries_without_catalogued_items")
+        if dropped:
+            caption = (f"{dropped} judged queries left out: none of their relevant items is in "
+                       "the catalogue")
+        ci = _section(judged, "ci95")
+    elif clicks:
+        title = "Validation sessions: source model vs tuned model (clicks, full catalogue)"
+        caption = f"full catalogue: {full.get('note') or FULL_CATALOGUE_NOTE}"
+        ci = _section(full, "ci95")
     else:
-        title = "Validation sessions: source model vs tuned model"
-    ci = _section(judged, "ci95")
-    dropped = judged.get("queries_without_catalogued_items")
-    table = Table(title=title, caption=f"{dropped} judged queries left out: none of their "
-                  "relevant items is in the catalogue" if dropped else None)
+        title, ci = "Validation sessions: source model vs tuned model", {}
+    table = Table(title=title, caption=caption)
     for name in ("metric", "before", "after", "change") + (("95% interval",) if ci else ()):
         table.add_column(name, justify="left" if name == "metric" else "right")
     before, after = _section(metrics, "before"), _section(metrics, "after")
@@ -138,19 +143,21 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def click_table(metrics: dict[str, Any]) -> Table | None:
-    """The click evidence: the debiased shown-list figure (what a click verdict rests on) and the
-    full-catalogue figures, marked as biased toward the source model; None without clicks."""
+def click_table(metrics: dict[str, Any], with_full_catalogue: bool = True) -> Table | None:
+    """The click evidence: the debiased shown-list figure (what a click verdict rests on) and,
+    unless the headline table already shows them, the full-catalogue figures, marked as biased
+    toward the source model; None without clicks."""
     clicks = _section(metrics, "clicks")
-    if not clicks:
-        return None
     shown = _section(clicks, "shown_lists")
-    full = _section(clicks, "full_catalogue")
+    full = _section(clicks, "full_catalogue") if with_full_catalogue else {}
+    if not shown and not full:
+        return None
     counts = (f"; {shown.get('queries', '?')} queries, {shown.get('sessions', '?')} sessions"
               if shown else "")
     table = Table(title=f"Clicks on validation sessions (split by {clicks.get('split', '?')}"
                   f"{counts})",
-                  caption=f"* full catalogue: {full.get('note') or FULL_CATALOGUE_NOTE}")
+                  caption=f"* full catalogue: {full.get('note') or FULL_CATALOGUE_NOTE}"
+                  if full else None)
     for name in ("figure", "before", "after", "change", "95% interval"):
         table.add_column(name, justify="left" if name == "figure" else "right")
     if shown:
@@ -188,15 +195,15 @@ def verdict_lines(metrics: dict[str, Any] | None) -> list[RenderableType]:
 
 
 def report_tables(metrics: dict[str, Any] | None) -> list[Table]:
-    """The tables behind the verdict, without repeating a figure: with a judged set, its table
-    then the clicks'; with clicks only, the click table (its full-catalogue rows are the
-    headline); an old task, its one before/after table. Per query last."""
+    """The tables behind the verdict, each figure once: the headline (the judged set's, else
+    the clicks' full catalogue, else an old task's validation figures), then the click table
+    (its full-catalogue rows only when a judged set took the headline), then per query."""
     metrics = metrics or {}
     tables: list[Table] = []
-    click = click_table(metrics)
-    has_headline = bool(_section(metrics, "before")) and bool(_section(metrics, "after"))
-    if has_headline and (_section(metrics, "judged") or click is None):
+    if _section(metrics, "before") and _section(metrics, "after"):
         tables.append(metrics_table(metrics))
+    judged_headline = bool(_section(metrics, "judged")) or not tables
+    click = click_table(metrics, with_full_catalogue=judged_headline)
     if click is not None:
         tables.append(click)
     if _section(metrics, "per_query"):

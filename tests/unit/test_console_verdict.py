@@ -125,12 +125,17 @@ def test_the_headline_table_is_titled_by_its_evidence() -> None:
     assert "2 judged queries left out: none of their relevant items is in the catalogue" \
         in judged
     clicks, _ = render(metrics_table(clicks_only("worse", -0.05, [-0.09, -0.01])))
-    assert "full catalogue (favours the source model" in clicks
+    assert "Validation sessions: source model vs tuned model (clicks, full catalogue)" in clicks
+    assert "full catalogue: favours the source model" in clicks
+    assert "[-0.0400, +0.0000]" in clicks
 
 
 def test_full_catalogue_rows_carry_their_interval_when_the_run_bounded_them() -> None:
     text, _ = render(click_table(clicks_only("worse", -0.05, [-0.09, -0.01])))
     assert "ndcg@10 full catalogue* │ 0.3000 │ 0.2800 │ -0.0200 │ [-0.0400, +0.0000]" in text
+    shown_only, _ = render(click_table(clicks_only("worse", -0.05, [-0.09, -0.01]),
+                                       with_full_catalogue=False))
+    assert "shown lists, debiased" in shown_only and "full catalogue" not in shown_only
 
 
 def test_the_click_table_keeps_debiased_and_biased_figures_apart() -> None:
@@ -144,10 +149,12 @@ def test_the_click_table_keeps_debiased_and_biased_figures_apart() -> None:
 
 
 def test_a_report_shows_each_figure_once() -> None:
-    judged = [t.title for t in report_tables(judged_better())]
-    assert [str(t).split(" ")[0] for t in judged] == ["Judged", "Clicks", "Per"]
-    clicks = [t.title for t in report_tables(clicks_only("worse", -0.05, [-0.09, -0.01]))]
-    assert [str(t).split(" ")[0] for t in clicks] == ["Clicks"]  # full catalogue inside
+    judged = report_tables(judged_better())
+    assert [str(t.title).split(" ")[0] for t in judged] == ["Judged", "Clicks", "Per"]
+    assert judged[1].row_count == 5  # shown lists, and the full catalogue the headline lacks
+    clicks = report_tables(clicks_only("worse", -0.05, [-0.09, -0.01]))
+    assert [str(t.title).split(" ")[0] for t in clicks] == ["Validation", "Clicks"]
+    assert clicks[1].row_count == 1  # the full catalogue is the headline: not again
 
 
 def test_query_text_is_shown_as_written_never_as_markup() -> None:
