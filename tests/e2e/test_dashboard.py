@@ -404,6 +404,7 @@ def test_aliases_page_lists_aliases_and_opens_their_history(
     expect(page.locator("h1")).to_contain_text("mini-tuned")
     expect(page.locator("#model-facts")).to_contain_text("sleepy")
     expect(page.locator("#model-lineage")).to_contain_text(second)
+    screenshot(page, "model")
 
 
 def test_aliases_page_without_the_aliases_api_says_so(
