@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from embtune.domain.evaluation_sets import EvaluationSet, JudgedSet
@@ -24,9 +25,10 @@ from embtune.storage.tables import (
 )
 from embtune.storage.upsert import dialect_name, insert_on_conflict
 
-# Rows per multi-row INSERT: four bound parameters a row keeps a statement far below SQLite's
-# limit (32766) and PostgreSQL's (65535), however large the set.
-ROW_CHUNK = 2000
+# Rows per statement: bounds what one statement holds in memory and sends.
+ROW_CHUNK = 10_000
+QUERIES: Table = EvaluationQueryRow.__table__  # type: ignore[assignment]
+JUDGEMENTS: Table = EvaluationJudgementRow.__table__  # type: ignore[assignment]
 
 
 def _to_set(row: EvaluationSetRow) -> EvaluationSet:
@@ -43,6 +45,29 @@ def _to_set(row: EvaluationSetRow) -> EvaluationSet:
 def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
+
+
+def _insert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Many rows, fast on both databases, a chunk per statement.
+
+    SQLite: an executemany, one compiled statement stepped once per row in the driver, with no
+    bound-parameter limit. PostgreSQL: psycopg would send an executemany as one statement per
+    row, so each chunk goes as one `INSERT … SELECT FROM unnest(array, …)` with an array
+    parameter per column instead."""
+    if dialect_name(session) != "postgresql":
+        for chunk in _chunks(rows, ROW_CHUNK):
+            session.execute(insert(table), [dict(zip(columns, row, strict=True))
+                                            for row in chunk])
+        return
+    for chunk in _chunks(rows, ROW_CHUNK):
+        arrays = [
+            bindparam(f"c{index}", [row[index] for row in chunk], type_=ARRAY(table.c[name].type))
+            for index, name in enumerate(columns)
+        ]
+        source = func.unnest(*arrays).table_valued(*columns).render_derived()
+        session.execute(insert(table).from_select(list(columns), select(*source.c)))
 
 
 class EvaluationSetRepository:
@@ -83,18 +108,15 @@ class EvaluationSetRepository:
             existing = self.by_name(session, name)
             held_by = f" (id {existing.id})" if existing else ""
             raise Conflict(f"evaluation set name {name!r} exists{held_by}")
-        query_rows = [
-            {"set_id": set_id, "query_id": query_id, "position": position, "text": text}
-            for position, (query_id, text) in enumerate(queries)
-        ]
-        for chunk in _chunks(query_rows, ROW_CHUNK):
-            session.execute(insert(EvaluationQueryRow).values(list(chunk)))
-        judgement_rows = [
-            {"set_id": set_id, "query_id": query_id, "object_id": object_id, "grade": grade}
-            for query_id, object_id, grade in judgements
-        ]
-        for chunk in _chunks(judgement_rows, ROW_CHUNK):
-            session.execute(insert(EvaluationJudgementRow).values(list(chunk)))
+        _insert_rows(
+            session, QUERIES, ("set_id", "query_id", "position", "text"),
+            [(set_id, query_id, position, text) for position, (query_id, text)
+             in enumerate(queries)],
+        )
+        _insert_rows(
+            session, JUDGEMENTS, ("set_id", "query_id", "object_id", "grade"),
+            [(set_id, query_id, object_id, grade) for query_id, object_id, grade in judgements],
+        )
         row = session.get(EvaluationSetRow, set_id)
         assert row is not None
         return _to_set(row)

@@ -217,3 +217,27 @@ def test_a_model_registers_with_a_default_set(catalogue: TestClient) -> None:
     assert response.status_code == 404
     assert response.json()["detail"] == "evaluation_set_id: evaluation set 'nope' not found"
     assert catalogue.get(MODELS).json() == before
+
+
+def test_a_set_of_100k_judgements_is_stored_and_read_back_whole(client: TestClient) -> None:
+    """More rows than one statement may bind on SQLite, and several chunks on each database."""
+    for start in (0, 1000):
+        items = [{"object_id": f"d{i}", "text": "t"} for i in range(start, start + 1000)]
+        assert client.post("/api/v1/items", json={"items": items}).status_code == 200
+    queries = [
+        {"query_id": f"q{i}", "text": f"query {i}",
+         "relevant": [{"object_id": f"d{(i * 7 + j) % 2000}", "grade": j % 3}
+                      for j in range(10)]}
+        for i in range(10_000)
+    ]
+    response = client.post(SETS, json={"name": "large", "queries": queries})
+    assert response.status_code == 201, response.text[:500]
+    assert (response.json()["queries_count"], response.json()["judgements_count"]) \
+        == (10_000, 100_000)
+    judged = client.app.state.runtime.evaluation_sets.judged("large")  # type: ignore[attr-defined]
+    assert list(judged.queries) == [q["query_id"] for q in queries]
+    assert judged.grades["q9999"] == {
+        j["object_id"]: j["grade"] for j in queries[9999]["relevant"]
+    }
+    assert sum(len(g) for g in judged.grades.values()) == 100_000
+    assert judged.relevant()["q0"] == {"d1", "d2", "d4", "d5", "d7", "d8"}
