@@ -53,6 +53,12 @@ def _set_name(evaluation_set: Any) -> str:
     return str(evaluation_set.get("name") or evaluation_set.get("id") or "an evaluation set")
 
 
+def _table(title: str, caption: str | None = None) -> Table:
+    """A table at least as wide as its title, so a wide terminal shows the title on one line
+    (a narrow one still wraps it)."""
+    return Table(title=title, caption=caption, min_width=len(title) + 2)
+
+
 def _propensities_note(metrics: dict[str, Any]) -> Text | None:
     """One line: which examination probabilities debiased the clicks, and where they came from."""
     used = _section(_section(_section(metrics, "clicks"), "shown_lists"), "propensities")
@@ -131,9 +137,10 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         ci = _section(full, "ci95")
     else:
         title, ci = "Validation sessions: source model vs tuned model", {}
-    table = Table(title=title, caption=caption)
+    table = _table(title, caption)
     for name in ("metric", "before", "after", "change") + (("95% interval",) if ci else ()):
-        table.add_column(name, justify="left" if name == "metric" else "right")
+        table.add_column(name, justify="left" if name == "metric" else "right",
+                         no_wrap=name != "metric")
     before, after = _section(metrics, "before"), _section(metrics, "after")
     for name in METRICS:
         if name in before and name in after:
@@ -154,12 +161,11 @@ def click_table(metrics: dict[str, Any], with_full_catalogue: bool = True) -> Ta
         return None
     counts = (f"; {shown.get('queries', '?')} queries, {shown.get('sessions', '?')} sessions"
               if shown else "")
-    table = Table(title=f"Clicks on validation sessions (split by {clicks.get('split', '?')}"
-                  f"{counts})",
-                  caption=f"* full catalogue: {full.get('note') or FULL_CATALOGUE_NOTE}"
-                  if full else None)
+    table = _table(f"Clicks on validation sessions (split by {clicks.get('split', '?')}{counts})",
+                   f"* full catalogue: {full.get('note') or FULL_CATALOGUE_NOTE}" if full else None)
     for name in ("figure", "before", "after", "change", "95% interval"):
-        table.add_column(name, justify="left" if name == "figure" else "right")
+        table.add_column(name, justify="left" if name == "figure" else "right",
+                         no_wrap=name != "figure")
     if shown:
         table.add_row(Text(f"{shown.get('metric', 'click_dcg@10')} shown lists, debiased"),
                       Text(_figure(shown.get("before"))),
@@ -175,10 +181,10 @@ def click_table(metrics: dict[str, Any], with_full_catalogue: bool = True) -> Ta
 
 
 def report_table(per_query: dict[str, Any]) -> Table:
-    table = Table(title=(
+    table = _table(
         f"Per query: {per_query.get('better', 0)} better, {per_query.get('worse', 0)} worse, "
         f"{per_query.get('same', 0)} unchanged — worst regressions"
-    ))
+    )
     table.add_column("query")
     table.add_column("rank before", justify="right")
     table.add_column("rank after", justify="right")
