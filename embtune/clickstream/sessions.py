@@ -8,7 +8,6 @@ stronger evidence the further down the list it happened (see `click_confidence`)
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,26 +60,6 @@ def click_confidence(rank: int | None) -> float:
     if rank is None or rank < 1:
         return _MIN_CLICK_CONFIDENCE
     return 1.0 - _MIN_CLICK_CONFIDENCE / math.log2(rank + 1)
-
-
-def split_sessions(
-    sessions: Iterable[SearchSession], validation_fraction: float, seed: int
-) -> tuple[list[SearchSession], list[SearchSession]]:
-    """Split into (train, validation) by a seeded hash of the session id.
-
-    Hashing, not shuffling, keeps a session on the same side whatever order the storage returns
-    them in and however many sessions are added later, so before/after comparisons stay honest.
-    Both lists come out sorted by session id.
-    """
-    if not 0.0 <= validation_fraction <= 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1], got {validation_fraction}")
-    train: list[SearchSession] = []
-    validation: list[SearchSession] = []
-    for session in sorted(sessions, key=lambda s: s.session_id):
-        digest = hashlib.sha256(f"{seed}:{session.session_id}".encode()).digest()
-        position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
-        (validation if position < validation_fraction else train).append(session)
-    return train, validation
 
 
 def _ordered(sessions: Iterable[SearchSession]) -> list[SearchSession]:

@@ -1,6 +1,6 @@
 """Split search sessions into training and validation *by query*, so no query is on both sides.
 
-Splitting by session id (`sessions.split_sessions`) puts repeats of a popular query on both sides:
+Splitting by session id (what embtune did before) puts repeats of a popular query on both sides:
 the tuned model is then judged on queries it was trained on, and the sessions of one query, which
 are strongly correlated, look like independent evidence. Deciding the side by the normalised query
 keeps every search of a query together, and makes the query the unit a verdict resamples.

@@ -21,6 +21,7 @@ from embtune.errors import InvalidParams
 
 if TYPE_CHECKING:
     from embtune.clickstream.sessions import SearchSession
+    from embtune.domain.evaluation_sets import JudgedSet
 
 
 class NoParams(BaseModel):
@@ -61,6 +62,9 @@ class RunContext:
     # Where a method may keep reusable, derived data between runs (e.g. catalogue embeddings per
     # model); None: nothing is kept. Everything in it must be safe to delete at any time.
     cache_dir: Path | None = None
+    # The judged evaluation set the task is decided on (the task's, else the model's default);
+    # None: the method judges on held-out clicks.
+    judged: JudgedSet | None = None
 
     def progress(
         self, step: int, total_steps: int, message: str = "", **extra: Any

@@ -52,6 +52,7 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
             report=ctx.report,
             should_stop=ctx.should_stop,
             cache_dir=ctx.cache_dir,
+            judged=ctx.judged,
         )
         return RunResult(model_dir=ctx.output_dir, metrics=metrics)
 

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 from embtune import allocator
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.tasks import Progress, Task, TaskEventKind, TaskStatus, Transition
+from embtune.domain.tasks import Task, TaskEventKind, Transition
 from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
 from embtune.outage_log import OutageLog
 from embtune.plugins.base import (
@@ -38,7 +37,12 @@ from embtune.plugins.base import (
     TrainingData,
 )
 from embtune.plugins.registry import PluginRegistry
+from embtune.schemas.task_policy import TaskPolicy, split_policy
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.live_run import LiveRun, final_progress
+from embtune.services.promotion import Promotion
+from embtune.storage.aliases_repo import AliasRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
@@ -46,61 +50,10 @@ from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
 
-LOSS_HISTORY_POINTS = 200
 CANCEL_POLL_S = 0.25
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-@dataclass
-class _LiveRun:
-    """Mutable state shared by the plugin thread and the monitor thread of one run."""
-
-    task_id: str
-    message_id: str
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Held from `take` until the taken messages are committed, so the final transaction never
-    # overtakes a heart-beat that holds the last phase messages (they would be lost).
-    writing: threading.Lock = field(default_factory=threading.Lock)
-    progress: Progress | None = None
-    dirty: bool = False
-    new_messages: list[str] = field(default_factory=list)
-    last_message: str = ""
-    loss_history: list[list[float]] = field(default_factory=list)
-
-    def report(self, *, step: int, total_steps: int, message: str = "", **extra: Any) -> None:
-        fraction = min(1.0, step / total_steps) if total_steps else 0.0
-        with self.lock:
-            if isinstance(extra.get("loss"), int | float):
-                self._record_loss(float(extra.get("train_step", step)), float(extra["loss"]))
-            if self.loss_history:
-                extra["loss_history"] = list(self.loss_history)
-            self.progress = Progress(fraction, step, total_steps, message, dict(extra))
-            self.dirty = True
-            if message and message != self.last_message:
-                self.new_messages.append(message)
-                self.last_message = message
-
-    def _record_loss(self, step: float, loss: float) -> None:
-        """Keep the loss curve for the dashboard bounded: past the cap, halve the resolution."""
-        if self.loss_history and self.loss_history[-1][0] == step:
-            self.loss_history[-1][1] = loss
-            return
-        self.loss_history.append([step, loss])
-        if len(self.loss_history) > LOSS_HISTORY_POINTS:
-            self.loss_history = self.loss_history[::2] + (
-                [self.loss_history[-1]] if len(self.loss_history) % 2 == 0 else []
-            )
-
-    def take(self) -> tuple[Progress | None, list[str]]:
-        with self.lock:
-            if not self.dirty:
-                return None, []
-            progress, messages = self.progress, self.new_messages
-            self.dirty, self.new_messages = False, []
-            return progress, messages
 
 
 class TaskRunner:
@@ -124,6 +77,8 @@ class TaskRunner:
         self.requeue = requeue
         self.tasks = TaskRepository()
         self.models = ModelRepository()
+        self.evaluation_sets = EvaluationSetService(db)
+        self.promotion = Promotion(self.tasks, AliasRepository())
 
     # -- entry point (called by the actor) ------------------------------------------------------
     def handle(self, task_id: str, message_id: str) -> None:
@@ -131,7 +86,7 @@ class TaskRunner:
         if task is None:
             log.info("message %s for task %s is stale; ignored", message_id, task_id)
             return
-        live = _LiveRun(task_id, message_id)
+        live = LiveRun(task_id, message_id)
         monitor = threading.Thread(
             target=self._monitor, args=(live,), name=f"embtune-monitor-{task_id}", daemon=True
         )
@@ -185,14 +140,18 @@ class TaskRunner:
         with self.db.transaction() as session:
             return self.tasks.claim(session, task_id, message_id, worker_identity(), utcnow())
 
-    def _run(self, task: Task, live: _LiveRun, staging: Path) -> None:
+    def _run(self, task: Task, live: LiveRun, staging: Path) -> None:
         with self.db.read() as session:
             model = self.models.get(session, task.embedding_model_id)
         if model is None:
             raise TaskRefused(f"embedding model {task.embedding_model_id} no longer exists")
         try:
             plugin = self.plugins.get_trainable(model.plugin_name)
-            params = plugin.validate_params(task.params)
+            policy, method_params = split_policy(task.params)
+            params = plugin.validate_params(method_params)
+            # the task's set, else the model's default; a set never changes once created
+            set_id = policy.evaluation_set_id or model.evaluation_set_id
+            judged = self.evaluation_sets.judged(set_id) if set_id else None
         except EmbtuneError as exc:
             raise TaskRefused(exc.detail) from None
         ctx = RunContext(
@@ -204,13 +163,14 @@ class TaskRunner:
             report=live.report,
             should_stop=live.stop.is_set,
             cache_dir=self.cache_dir,
+            judged=judged,
         )
         result = plugin.run(ctx)
         ctx.check_stop()
-        self._complete(task, model, live, result)
+        self._complete(task, model, live, result, policy)
 
     def _training_data(
-        self, task: Task, plugin: FineTuningPlugin, live: _LiveRun
+        self, task: Task, plugin: FineTuningPlugin, live: LiveRun
     ) -> TrainingData | None:
         """A task without a batch trains on the open batch, released at its start and recorded
         on the task in one transaction guarded by this run still owning the task, so a restart
@@ -227,8 +187,15 @@ class TaskRunner:
             raise TaskRefused(f"source model {model.source!r} cannot be loaded: {exc}") from None
 
     def _complete(
-        self, task: Task, source: EmbeddingModel, live: _LiveRun, result: RunResult
+        self,
+        task: Task,
+        source: EmbeddingModel,
+        live: LiveRun,
+        result: RunResult,
+        policy: TaskPolicy,
     ) -> None:
+        """Register the tuned model, record the verdict, promote on it if asked, and mark the
+        task done: one transaction, so none of it happens without the rest."""
         model_id = new_id()
         published = self.artifacts.publish(result.model_dir, model_id)  # ArtifactStoreError
         try:
@@ -245,8 +212,14 @@ class TaskRunner:
                         "task_id": task.id,
                         "metrics": result.metrics,
                         "created_at": utcnow(),
+                        # an iteration is judged on its parent's set unless told otherwise
+                        "evaluation_set_id": source.evaluation_set_id,
                     },
                 )
+                metrics = dict(result.metrics)
+                promotion = self.promotion.settle(session, task.id, model_id, policy, metrics)
+                if promotion is not None:
+                    metrics["promotion"] = promotion
                 done = self.tasks.apply(
                     session,
                     task.id,
@@ -254,10 +227,10 @@ class TaskRunner:
                     message_id=live.message_id,
                     message=f"registered model {model_id}",
                     values={
-                        "metrics": result.metrics,
+                        "metrics": metrics,
                         "result_model_id": model_id,
                         "finished_at": utcnow(),
-                        "progress": _final_progress(live, "done"),
+                        "progress": final_progress(live, "done"),
                     },
                 )
                 if done is None:
@@ -266,7 +239,7 @@ class TaskRunner:
             self.artifacts.unpublish(published)
             raise
 
-    def _finish(self, live: _LiveRun, transition: Transition, *, detail: str) -> None:
+    def _finish(self, live: LiveRun, transition: Transition, *, detail: str) -> None:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""
         try:
             with live.writing, self.db.transaction() as session:
@@ -281,7 +254,7 @@ class TaskRunner:
                     values={
                         "detail": detail,
                         "finished_at": utcnow(),
-                        "progress": _final_progress(live, transition.target.value),
+                        "progress": final_progress(live, transition.target.value),
                     },
                 )
         except Exception:
@@ -295,7 +268,7 @@ class TaskRunner:
         except Exception:
             log.exception("could not record a note for task %s", task_id)
 
-    def _hand_back(self, live: _LiveRun, message: str) -> None:
+    def _hand_back(self, live: LiveRun, message: str) -> None:
         """Give the task back to the queue under a new message id (graceful shutdown). The
         dead run's progress goes with it: until a worker claims it again, the task says it
         was re-queued, not where the old run was."""
@@ -311,7 +284,7 @@ class TaskRunner:
             log.exception("could not hand task %s back", live.task_id)
 
     # -- monitor thread -----------------------------------------------------------------------
-    def _monitor(self, live: _LiveRun) -> None:
+    def _monitor(self, live: LiveRun) -> None:
         """Heart-beat every `heartbeat_interval_s`; between beats, a cheap read of the status
         every `CANCEL_POLL_S` so a cancel stops the run within a fraction of a second."""
         # several attempts a second during an outage: the first failure and the recovery are
@@ -328,7 +301,7 @@ class TaskRunner:
                 log.warning("run monitor of task %s ignored a stray %s", live.task_id,
                             type(exc).__name__)
 
-    def _heartbeat_until_stopped(self, live: _LiveRun, outage: OutageLog) -> None:
+    def _heartbeat_until_stopped(self, live: LiveRun, outage: OutageLog) -> None:
         poll = min(CANCEL_POLL_S, self.heartbeat_interval_s)
         next_beat = time.monotonic() + self.heartbeat_interval_s
         while not live.stop.wait(poll):
@@ -343,11 +316,11 @@ class TaskRunner:
             else:
                 outage.ok()
 
-    def _still_owned(self, live: _LiveRun) -> bool:
+    def _still_owned(self, live: LiveRun) -> bool:
         with self.db.read() as session:
             return self.tasks.is_owned(session, live.task_id, live.message_id)
 
-    def _beat(self, live: _LiveRun) -> None:
+    def _beat(self, live: LiveRun) -> None:
         with live.writing:
             progress, messages = live.take()
             values: dict[str, Any] = {"heartbeat_at": utcnow()}
@@ -364,19 +337,10 @@ class TaskRunner:
         for message in messages:
             self.tasks.add_event(session, task_id, TaskEventKind.progress, None, None, message)
 
-    def _flush_messages(self, session: Session, live: _LiveRun) -> None:
+    def _flush_messages(self, session: Session, live: LiveRun) -> None:
         """Phase messages reported since the last beat (a short last phase finishes between
         beats) go into the task's history before its final status. Caller holds `writing`."""
         self._add_progress_events(session, live.task_id, live.take()[1])
-
-
-def _final_progress(live: _LiveRun, message: str) -> dict[str, Any]:
-    progress = live.progress or Progress()
-    if message == TaskStatus.done.value:
-        total = progress.total_steps or progress.step
-        return Progress(1.0, total, total, message, progress.extra).to_dict()
-    return Progress(progress.fraction, progress.step, progress.total_steps, message,
-                    progress.extra).to_dict()
 
 
 def _describe(exc: BaseException) -> str:

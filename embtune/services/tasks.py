@@ -12,11 +12,14 @@ from typing import Any
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskStatus, Transition
-from embtune.errors import Conflict, NotFound
+from embtune.errors import Conflict, InvalidParams, NotFound
+from embtune.plugins.base import FineTuningPlugin
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
+from embtune.schemas.task_policy import TaskPolicy, merge_policy, split_policy
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.dispatch_marks import DispatchMarks
+from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
@@ -67,6 +70,7 @@ class TaskService:
         self.tasks = TaskRepository()
         self.models = ModelRepository()
         self.marks = DispatchMarks(db)
+        self.evaluation_sets = EvaluationSetService(db)
         self._known_models: dict[str, EmbeddingModel] = {}
 
     # -- create -------------------------------------------------------------------------------
@@ -82,7 +86,7 @@ class TaskService:
         """Returns (task, created). Same key and same body → the existing task; else 409."""
         model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
-        normalized = plugin.validate_params(params).model_dump(mode="json")
+        normalized = self._params(plugin, params)[1]
         if batch_id is not None and self.clickstream is not None:
             self.clickstream.batch(batch_id)  # unknown batch → 404 now, not a refusal later
         fingerprint = request_fingerprint(
@@ -136,6 +140,27 @@ class TaskService:
         self.marks.add(task_id, message_id)
         return True
 
+    def _params(
+        self, plugin: FineTuningPlugin, params: dict[str, Any] | None
+    ) -> tuple[TaskPolicy, dict[str, Any]]:
+        """The lifecycle's policy (its evaluation set resolved to an id, so a task names the set
+        it was created with) and the params as stored: the method's, normalized, plus the
+        policy's. Each bad field is named (422)."""
+        policy, method_params = split_policy(params)
+        normalized = plugin.validate_params(method_params).model_dump(mode="json")
+        if policy.evaluation_set_id is not None:
+            try:
+                policy.evaluation_set_id = self.evaluation_sets.resolve_id(
+                    policy.evaluation_set_id
+                )
+            except NotFound as exc:
+                loc = ["body", "params", "evaluation_set_id"]
+                raise InvalidParams(
+                    f"params.evaluation_set_id: {exc.detail}",
+                    [{"loc": loc, "msg": exc.detail, "type": "not_found"}],
+                ) from None
+        return policy, merge_policy(policy, normalized)
+
     def _model(self, model_id: str) -> EmbeddingModel:
         """Registered models never change and are never deleted (tasks reference them), so
         one that was found once is served from memory: a create reads nothing before its
@@ -163,7 +188,8 @@ class TaskService:
         """What `create` with this body would train on — validated the same way, stores nothing."""
         model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
-        validated = plugin.validate_params(params)
+        policy, normalized = self._params(plugin, params)
+        validated = plugin.validate_params(split_policy(normalized)[1])
         data = None
         if plugin.uses_clickstream and self.clickstream is not None:
             data = (
@@ -175,8 +201,32 @@ class TaskService:
             "embedding_model_id": model.id,
             "plugin_name": plugin.name,
             "batch_id": data.batch_id if data is not None else batch_id,
-            "params": validated.model_dump(mode="json"),
+            "params": normalized,
+            "evaluation": self._evaluation_basis(model.id, policy),
             **plugin.preflight(validated, data),
+        }
+
+    def _evaluation_basis(self, model_id: str, policy: TaskPolicy) -> dict[str, Any]:
+        """What the verdict of a task created now would be decided on."""
+        with self.db.read() as session:  # fresh: a model's default set can change
+            model = self.models.get(session, model_id)
+        set_id = policy.evaluation_set_id or (model.evaluation_set_id if model else None)
+        if set_id is None:
+            return {
+                "basis": "clicks",
+                "evaluation_set": None,
+                "note": "no judged evaluation set: the verdict comes from held-out queries' "
+                "clicks, re-ranked on the lists users saw and corrected for position bias",
+            }
+        found = self.evaluation_sets.get(set_id)
+        return {
+            "basis": "judged",
+            "evaluation_set": {
+                "id": found.id,
+                "name": found.name,
+                "queries": found.queries_count,
+                "from": "task" if policy.evaluation_set_id else "model default",
+            },
         }
 
     # -- read ---------------------------------------------------------------------------------

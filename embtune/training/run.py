@@ -34,8 +34,9 @@ from embtune.training.phases import PROGRESS_UNITS, PhaseClock, PhaseProgress
 from embtune.training.preflight import encoding_seconds, training_seconds
 
 if TYPE_CHECKING:
+    from embtune.domain.evaluation_sets import JudgedSet
     from embtune.training.embedding_cache import CacheKey
-    from embtune.training.ir_metrics import RetrievalReport
+    from embtune.training.evaluation import CatalogueRanking
     from embtune.training.trainer import TrainOutcome
 
 # Weights (in estimated seconds) of the phases whose cost does not grow with the data.
@@ -54,6 +55,7 @@ def train_on_clicks(
     report: Callable[..., None],
     should_stop: Callable[[], bool],
     cache_dir: Path | None = None,
+    judged: JudgedSet | None = None,
 ) -> dict[str, Any]:
     """Run every phase and return the run's metrics; the tuned model is saved in `output_dir`.
 
@@ -61,6 +63,7 @@ def train_on_clicks(
     `step`, `total_steps`, `message` and extra fields by keyword; after each report, and inside
     the model's passes while it runs, a true `should_stop()` raises `TaskStopped`. A run that
     cannot succeed on this data or source raises `TaskRefused` before it costs anything more.
+    With `judged`, the verdict is decided on that evaluation set; without, on held-out clicks.
     """
     strategy = loss_strategy(loss)
 
@@ -72,7 +75,7 @@ def train_on_clicks(
     clock = PhaseClock()
     progress(0, PROGRESS_UNITS, "building examples")
     with clock.phase("examples"):
-        prepared = prepare(data, params, strategy)
+        prepared = prepare(data, params, strategy, judged)
     # Refused before loading the model: a refusal should cost nothing.
     reason = refusal(prepared, params)
     if reason is not None:
@@ -82,7 +85,8 @@ def train_on_clicks(
     with clock.phase("load"):
         # Heavy imports here, not at module level: importing torch takes seconds.
         from embtune.artifacts import resolve_source
-        from embtune.training.evaluation import evaluate_retrieval
+        from embtune.training.evaluation import rank_catalogue
+        from embtune.training.judging import judge
         from embtune.training.models import load_model
         from embtune.training.precision import resolve_precision
         from embtune.training.stop_checks import stop_checks
@@ -100,9 +104,11 @@ def train_on_clicks(
         )
         source_key = cache.key_for(source_dir)
 
-    encode_s = encoding_seconds(len(prepared.catalogue) + len(prepared.queries), params)
+    queries = prepared.evaluation_queries()
+    keep = prepared.shown_items()
+    encode_s = encoding_seconds(len(prepared.catalogue) + len(queries), params)
     source_encode_s = (
-        encoding_seconds(len(prepared.queries), params) if cache.has(source_key) else encode_s
+        encoding_seconds(len(queries), params) if cache.has(source_key) else encode_s
     )
     phases = PhaseProgress(
         progress,
@@ -115,14 +121,14 @@ def train_on_clicks(
         },
     )
 
-    def evaluate(phase: str, key: CacheKey | None) -> RetrievalReport:
+    def evaluate(phase: str, key: CacheKey | None) -> CatalogueRanking:
         phases.report(phase)
-        return evaluate_retrieval(
+        return rank_catalogue(
             model,
-            prepared.queries,
+            queries,
             prepared.catalogue,
-            prepared.relevant,
             batch_size=params.eval_batch_size,
+            keep=keep,
             precision=precision.encode,
             cache=cache.store,
             cache_key=key,
@@ -173,7 +179,8 @@ def train_on_clicks(
     phases.report("saving")
     with clock.phase("save"):
         performance = _performance(precision.to_dict(), cache, prepared, before, after)
-        metrics = _metrics(card.method, params, prepared, before, after, outcome, performance)
+        judgement = judge(prepared, before, after, params.seed)
+        metrics = _metrics(card.method, params, prepared, judgement, outcome, performance)
         write_model_card(output_dir, card, metrics)
     clock.seconds["save"] += outcome.save_s
     performance.update(clock.summary())
@@ -185,8 +192,8 @@ def _performance(
     precision: dict[str, Any],
     cache: CatalogueCache,
     prepared: Prepared,
-    before: RetrievalReport,
-    after: RetrievalReport,
+    before: CatalogueRanking,
+    after: CatalogueRanking,
 ) -> dict[str, Any]:
     """How fast the run went and why; the phase timings are added once the run has saved."""
     encoded = after.timings_s.get("corpus") if after.corpus_cache != "hit" else None
@@ -212,24 +219,20 @@ def _metrics(
     method: str,
     params: SentenceTransformerParams,
     prepared: Prepared,
-    before: RetrievalReport,
-    after: RetrievalReport,
+    judgement: dict[str, Any],
     outcome: TrainOutcome,
     performance: dict[str, Any],
 ) -> dict[str, Any]:
-    from embtune.training.ir_metrics import compare_reports
-
     return {
-        "before": before.metrics,
-        "after": after.metrics,
-        "delta": {name: after.metrics[name] - value for name, value in before.metrics.items()},
-        "per_query": compare_reports(before, after, prepared.queries),
+        **judgement,
         "data": {
             "sessions": prepared.sessions,
             "train_sessions": prepared.train_sessions,
             "validation_sessions": prepared.validation_sessions,
-            "validation_queries": len(prepared.queries),  # evaluated (per_query adds up to it)
+            "validation_queries": len(prepared.queries),  # evaluated click sessions
             "validation_queries_total": prepared.validation_queries_total,  # before sampling
+            "shown_list_sessions": len(prepared.shown_sessions),
+            "judged_queries": len(prepared.judged.queries) if prepared.judged else 0,
             "examples": len(prepared.rows),
             "clicks": prepared.clicks,
             "clicked_items_without_text": prepared.clicked_items_without_text,

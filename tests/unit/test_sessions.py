@@ -12,7 +12,6 @@ from embtune.clickstream.sessions import (
     build_pairs,
     click_confidence,
     relevance,
-    split_sessions,
 )
 
 
@@ -108,31 +107,3 @@ def test_relevance_keys_by_session_and_skips_sessions_without_clicks() -> None:
     queries, relevant = relevance(sessions)
     assert queries == {"s1": "shoes"}
     assert relevant == {"s1": {"a", "b"}}
-
-
-def test_split_is_deterministic_and_independent_of_input_order() -> None:
-    sessions = [session(f"s{i}", "a") for i in range(200)]
-    first = split_sessions(sessions, 0.2, seed=7)
-    again = split_sessions(list(reversed(sessions)), 0.2, seed=7)
-    assert first == again
-    train, validation = first
-    assert {s.session_id for s in train}.isdisjoint(s.session_id for s in validation)
-    assert len(train) + len(validation) == len(sessions)
-
-
-def test_split_puts_about_the_fraction_in_validation() -> None:
-    sessions = [session(f"s{i}", "a") for i in range(2000)]
-    _, validation = split_sessions(sessions, 0.2, seed=1)
-    assert 0.17 < len(validation) / len(sessions) < 0.23
-
-
-def test_split_depends_on_the_seed() -> None:
-    sessions = [session(f"s{i}", "a") for i in range(200)]
-    assert split_sessions(sessions, 0.3, seed=1) != split_sessions(sessions, 0.3, seed=2)
-
-
-def test_split_keeps_a_session_on_its_side_when_others_are_added() -> None:
-    sessions = [session(f"s{i}", "a") for i in range(100)]
-    _, validation = split_sessions(sessions, 0.3, seed=3)
-    _, grown = split_sessions([*sessions, *(session(f"t{i}", "a") for i in range(100))], 0.3, 3)
-    assert {s.session_id for s in validation} <= {s.session_id for s in grown}

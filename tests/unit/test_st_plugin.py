@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from embtune import allocator
-from embtune.clickstream.sessions import SearchSession, relevance, split_sessions
+from embtune.clickstream.sessions import SearchSession, relevance
+from embtune.clickstream.split import split_by_query
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
 from embtune.plugins.registry import DEFAULT_PLUGIN, PluginRegistry
@@ -121,6 +122,8 @@ def test_metrics_describe_the_run(shop_run: Run) -> None:
         "after",
         "delta",
         "per_query",
+        "verdict",
+        "clicks",
         "data",
         "training",
         "performance",
@@ -194,7 +197,7 @@ def test_eval_max_queries_bounds_and_reports_the_evaluated_queries(tmp_path: Pat
 
 def test_per_query_counts_add_up_to_the_validation_queries(shop_run: Run) -> None:
     per_query = shop_run.result.metrics["per_query"]
-    _, validation = split_sessions(
+    _, validation = split_by_query(
         shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
     )
     queries, _ = relevance(validation)
@@ -208,7 +211,7 @@ def test_tuned_model_is_saved_in_output_dir_and_loads(shop_run: Run) -> None:
 
     assert shop_run.result.model_dir == shop_run.output_dir
     model = load_model(str(shop_run.output_dir), max_seq_length=32, device="cpu")
-    _, validation = split_sessions(
+    _, validation = split_by_query(
         shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
     )
     queries, relevant = relevance(validation)
@@ -336,7 +339,7 @@ def tiny_data() -> InMemoryTrainingData:
 
 
 def tiny_split() -> tuple[list[SearchSession], list[SearchSession]]:
-    return split_sessions(TINY_SESSIONS, TINY_PARAMS["validation_fraction"], TINY_PARAMS["seed"])
+    return split_by_query(TINY_SESSIONS, TINY_PARAMS["validation_fraction"], TINY_PARAMS["seed"])
 
 
 def test_too_few_examples_are_refused_with_the_figures(tmp_path: Path) -> None:
