@@ -17,7 +17,9 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
+from embtune.schemas.evaluation_sets import EvaluationSetDetail, EvaluationSetPublic
 from embtune.schemas.models import ModelPublic, PluginPublic
 from embtune.schemas.tasks import TaskEventPublic, TaskPublic
 
@@ -137,9 +139,16 @@ class Client:
 
     # -- models -----------------------------------------------------------------------------------
     def register_model(
-        self, name: str, source: str, plugin_name: str = "sentence-transformers-mnrl"
+        self,
+        name: str,
+        source: str,
+        plugin_name: str = "sentence-transformers-mnrl",
+        evaluation_set_id: str | None = None,
     ) -> ModelPublic:
+        """`evaluation_set_id`: a judged set (id or name) its tasks are scored on by default."""
         body = {"name": name, "source": source, "plugin_name": plugin_name}
+        if evaluation_set_id is not None:
+            body["evaluation_set_id"] = evaluation_set_id
         return self._json("POST", "/api/v1/embedding-models", ModelPublic, json=body)
 
     def list_models(self, offset: int = 0, limit: int = 20) -> Page[ModelPublic]:
@@ -186,6 +195,36 @@ class Client:
         data = self._json("POST", f"/api/v1/embedding-models/{model_id}/embed",
                           json={"texts": texts})
         return data["vectors"]
+
+    # -- aliases ----------------------------------------------------------------------------------
+    def set_alias(
+        self,
+        name: str,
+        model_id: str,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> AliasPublic:
+        """Point `name` at a model (creating the alias). `expected_version` makes the change
+        conditional (0: only if the alias does not exist yet): ConflictError otherwise."""
+        body = {"model_id": model_id, "reason": reason, "expected_version": expected_version}
+        return self._json("PUT", f"/api/v1/aliases/{name}", AliasPublic,
+                          json={k: v for k, v in body.items() if v is not None})
+
+    def get_alias(self, name: str) -> AliasPublic:
+        """The alias with its newest changes, newest first."""
+        return self._json("GET", f"/api/v1/aliases/{name}", AliasPublic)
+
+    def list_aliases(self, offset: int = 0, limit: int = 20) -> Page[AliasSummary]:
+        return self._page("/api/v1/aliases", AliasSummary, {"offset": offset, "limit": limit})
+
+    def rollback_alias(
+        self, name: str, reason: str | None = None, expected_version: int | None = None
+    ) -> AliasPublic:
+        """Back to the model before the alias's live change; ConflictError when there is
+        none."""
+        body = {"reason": reason, "expected_version": expected_version}
+        return self._json("POST", f"/api/v1/aliases/{name}/rollback", AliasPublic,
+                          json={k: v for k, v in body.items() if v is not None})
 
     # -- tasks ------------------------------------------------------------------------------------
     def create_task(
@@ -253,6 +292,53 @@ class Client:
             if task.status.is_terminal:
                 return
             time.sleep(interval_s)
+
+    # -- evaluation sets --------------------------------------------------------------------------
+    def create_evaluation_set(
+        self,
+        name: str,
+        queries: Iterable[Mapping[str, Any]],
+        description: str | None = None,
+    ) -> EvaluationSetPublic:
+        """Store a judged set whole: queries `{query_id, text, relevant: [{object_id, grade}]}`
+        whose items are all in the catalogue. Sets never change; a taken name is a
+        ConflictError."""
+        body: dict[str, Any] = {"name": name, "queries": list(queries)}
+        if description is not None:
+            body["description"] = description
+        return self._json("POST", "/api/v1/evaluation-sets", EvaluationSetPublic, json=body)
+
+    def list_evaluation_sets(self, offset: int = 0, limit: int = 20) -> Page[EvaluationSetPublic]:
+        return self._page("/api/v1/evaluation-sets", EvaluationSetPublic,
+                          {"offset": offset, "limit": limit})
+
+    def get_evaluation_set(
+        self, id_or_name: str, include_queries: bool = False
+    ) -> EvaluationSetDetail:
+        params = {"include_queries": "true"} if include_queries else None
+        return self._json("GET", f"/api/v1/evaluation-sets/{id_or_name}", EvaluationSetDetail,
+                          params=params)
+
+    def evaluation_queries(
+        self, id_or_name: str, page_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every query of a set with its judgements, in posted order, a page per request."""
+        offset = 0
+        while True:
+            response = self._request(
+                "GET", f"/api/v1/evaluation-sets/{id_or_name}/queries",
+                params={"offset": offset, "limit": page_size},
+            )
+            page = response.json()
+            yield from page
+            offset += len(page)
+            if not page or offset >= int(response.headers.get("X-Total-Count", offset)):
+                return
+
+    def set_model_evaluation_set(self, model_id: str, set_id_or_name: str | None) -> ModelPublic:
+        """The judged set a model's tasks use by default (None clears it)."""
+        return self._json("PUT", f"/api/v1/embedding-models/{model_id}/evaluation-set",
+                          ModelPublic, json={"evaluation_set_id": set_id_or_name})
 
     # -- catalogue and clickstream ----------------------------------------------------------------
     def upsert_items(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.brokers import BrokerBundle, build_broker
 from embtune.queue.dispatch import Dispatcher, declare_actor
+from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.runner import TaskRunner
@@ -82,6 +84,8 @@ class Runtime:
     weights: ModelWeights
     clickstream: ClickstreamService
     catalogue: CatalogueService
+    evaluation_sets: EvaluationSetService
+    aliases: AliasService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
 
@@ -140,6 +144,8 @@ class Runtime:
             recovery=recovery,
             clickstream=clickstream,
             catalogue=CatalogueService(db, settings),
+            evaluation_sets=EvaluationSetService(db),
+            aliases=AliasService(db),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

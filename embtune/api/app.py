@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from embtune import __version__
 from embtune.api.docs import install_docs
 from embtune.api.errors import install_error_handlers
-from embtune.api.routes import clickstream, health, items, models, tasks
+from embtune.api.routes import aliases, clickstream, evaluation_sets, health, items, models, tasks
 from embtune.api.security import install_security
 from embtune.config import Settings
 from embtune.runtime import Runtime
@@ -52,8 +52,10 @@ def create_app(
     install_security(app, token=token, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(aliases.router)
     app.include_router(tasks.router)
     app.include_router(items.router)
+    app.include_router(evaluation_sets.router)
     app.include_router(clickstream.router)
     app.include_router(dashboard_router)
     return app

@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from embtune.runtime import Runtime
+from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
@@ -41,9 +43,19 @@ async def get_weights(request: Request) -> ModelWeights:
     return request.app.state.runtime.weights
 
 
+async def get_aliases(request: Request) -> AliasService:
+    return request.app.state.runtime.aliases
+
+
+async def get_evaluation_sets(request: Request) -> EvaluationSetService:
+    return request.app.state.runtime.evaluation_sets
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
 ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]
 CatalogueDep = Annotated[CatalogueService, Depends(get_catalogue)]
 WeightsDep = Annotated[ModelWeights, Depends(get_weights)]
+EvaluationSetsDep = Annotated[EvaluationSetService, Depends(get_evaluation_sets)]
+AliasesDep = Annotated[AliasService, Depends(get_aliases)]

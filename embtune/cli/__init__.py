@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from embtune.cli import clickstream, items, models, server, tasks
+from embtune.cli import aliases, clickstream, evalsets, items, models, server, tasks
 
 app = typer.Typer(
     help="Fine-tune a search engine's embedding model from its clickstream.",
@@ -20,7 +20,10 @@ app.command()(server.worker)
 app.command()(server.demo)
 app.add_typer(server.db_app, name="db")
 app.add_typer(models.app, name="model")
+app.add_typer(aliases.app, name="alias")
 app.add_typer(items.app, name="items")
+app.add_typer(evalsets.app, name="evalset")
+models.app.command("evalset")(evalsets.model_evalset)
 app.add_typer(clickstream.app, name="clickstream")
 app.add_typer(tasks.app, name="task")
 
