@@ -87,7 +87,10 @@ def verdict_panel(metrics: dict[str, Any] | None) -> Panel | None:
     if basis in ("judged", "clicks"):
         lines.append(Text.assemble(
             (word.upper(), style), "  ", (str(verdict.get("metric") or "?"), "bold"), " ",
-            _change(verdict.get("delta")), " 95% ", _interval(verdict.get("ci95")),
+            # coloured by the verdict, not the sign: an unproven rise is not shown as a gain
+            (_figure(verdict.get("delta"), signed=True), style.removeprefix("bold ")
+             if word in ("better", "worse") else ""),
+            " 95% ", _interval(verdict.get("ci95")),
             f"  ({_figure(verdict.get('before'))} → {_figure(verdict.get('after'))})"))
         evidence = (f"judged set {_set_name(verdict.get('evaluation_set'))}" if basis == "judged"
                     else "clicks, debiased (shown lists, split by query)")

@@ -280,6 +280,7 @@ def test_task_page_leads_with_a_judged_verdict_and_its_promotion(
     expect(verdict.locator(".badge")).to_have_class("badge better")
     expect(verdict.locator(".verdict-metric")).to_have_text("ndcg@10")
     expect(verdict.locator(".verdict-delta")).to_have_text("+0.3810")
+    expect(verdict.locator(".verdict-delta")).to_have_class("verdict-delta good")
     expect(verdict.locator(".verdict-ci")).to_have_text("95% [+0.3010, +0.4520]")
     expect(verdict).to_contain_text(f"judged set {hostile}")
     expect(verdict).to_contain_text("60")

@@ -93,6 +93,7 @@ def test_a_judged_better_verdict_leads_in_green_with_its_interval_and_set() -> N
     assert "basis: judged set shop golden · 60 queries" in text
     assert "propensities" not in text  # a judged verdict does not rest on clicks
     assert "\x1b[1;32mBETTER" in styled  # bold green
+    assert "\x1b[32m+0.3810" in styled
 
 
 def test_a_click_verdict_says_debiased_and_names_the_propensities_used() -> None:
@@ -109,6 +110,7 @@ def test_an_inconclusive_verdict_is_yellow_and_its_alias_is_left_alone() -> None
     text, styled = render(*verdict_lines(metrics))
     assert "INCONCLUSIVE click_dcg@10 +0.0100 95% [-0.0200, +0.0400]" in text
     assert "\x1b[1;33mINCONCLUSIVE" in styled  # bold yellow
+    assert "\x1b[1mclick_dcg@10\x1b[0m +0.0100 95%" in styled  # an unproven rise: no colour
     assert "not promoted to production (promote if better): verdict inconclusive, not better" \
         in text
 

@@ -5,6 +5,7 @@
 import { h, keyValues, muted, num, table } from "./dom.js";
 
 const VERDICTS = new Set(["better", "worse", "inconclusive"]);
+const VERDICT_TONE = { better: "good", worse: "bad", inconclusive: "" };
 const BIASED = "favours the source model: clicks exist only where it showed the item";
 
 const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
@@ -33,8 +34,15 @@ function propensities(metrics) {
   const [theta, alpha, beta] = [used.examination, used.alpha, used.beta]
     .map((list) => (Array.isArray(list) ? list : []));
   const summary = `Propensities: ${used.source ?? "?"}${used.method ? ` (${used.method})` : ""}`;
+  const counts = [["observations", used.observations], ["sessions", used.sessions],
+    ["clicks", used.clicks], ["EM iterations", used.iterations]]
+    .filter(([, n]) => typeof n === "number").map(([what, n]) => `${n} ${what}`);
+  if (typeof used.converged === "boolean") {
+    counts.push(used.converged ? "converged" : "not converged");
+  }
   return h("details", { id: "propensities" }, h("summary", {}, summary),
     used.reason ? h("p", { class: "muted" }, used.reason) : null,
+    counts.length ? h("p", { class: "muted" }, counts.join(" · ")) : null,
     theta.length ? table(["Rank", "Examination θ", "α", "β"], theta.map((t, i) =>
       h("tr", {}, h("td", {}, i + 1), h("td", {}, num(t)), h("td", {}, num(alpha[i])),
         h("td", {}, num(beta[i])))), { class: "metrics" }) : null);
@@ -55,7 +63,8 @@ function verdictBlock(metrics) {
     h("p", { class: "verdict-head" },
       h("span", { class: `badge ${word}` }, word), " ",
       h("strong", { class: "verdict-metric" }, v.metric ?? "?"), " ",
-      h("span", { class: `verdict-delta ${tone(v.delta)}` }, num(v.delta, true, true)), " ",
+      // coloured by the verdict, not the sign: an unproven rise is not shown as a gain
+      h("span", { class: `verdict-delta ${VERDICT_TONE[word]}` }, num(v.delta, true, true)), " ",
       h("span", { class: "verdict-ci" }, `95% ${interval(v.ci95)}`)),
     keyValues({
       basis: judged ? h("span", {}, "judged set ", h("strong", {}, setName(v.evaluation_set)))
