@@ -1,5 +1,6 @@
-// embtune dashboard: hash-routed pages over the JSON API; no framework, no build step. Shared
-// helpers live in dom.js, a task's report in report.js (ES modules, same origin: the CSP holds).
+// embtune dashboard: hash-routed pages over the JSON API; no framework, no build step. ES modules
+// from this origin (the CSP allows no other): dom.js (elements, API calls), nav.js (routing
+// state, polling, pager), report.js (a task's report), aliases.js (the aliases page).
 import { aliasesPage } from "./aliases.js";
 import {
   api, badge, duration, emptyRow, enc, h, keyValues, modelLink, modelsById, muted, num, table,
