@@ -114,10 +114,13 @@ def _validated(
     if len(name) > NAME_MAX_LENGTH:
         errors.add(["name"], f"String should have at most {NAME_MAX_LENGTH} characters",
                    "string_too_long")
-    elif not _NAME.match(name):
+    elif not _NAME.fullmatch(name):  # `$` alone would let a trailing newline through
         errors.add(["name"], f"String should match pattern '{NAME_PATTERN}'",
                    "string_pattern_mismatch")
-    if len(queries) > MAX_QUERIES:
+    if not queries:
+        errors.add(["queries"], "List should have at least 1 item after validation, not 0",
+                   "too_short")
+    elif len(queries) > MAX_QUERIES:
         errors.append(too_many(["queries"], MAX_QUERIES, len(queries)))
     total = sum(len(query["relevant"]) for query in queries)
     if total > MAX_JUDGEMENTS:

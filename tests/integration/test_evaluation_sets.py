@@ -3,11 +3,13 @@ the bad field, never changed afterwards; and a model's default set."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from embtune.errors import Conflict, InvalidParams
 from tests.conftest import register_model
 
 SETS = "/api/v1/evaluation-sets"
@@ -228,16 +230,54 @@ def test_a_set_of_100k_judgements_is_stored_and_read_back_whole(client: TestClie
         {"query_id": f"q{i}", "text": f"query {i}",
          "relevant": [{"object_id": f"d{(i * 7 + j) % 2000}", "grade": j % 3}
                       for j in range(10)]}
-        for i in range(10_000)
+        for i in range(10_001)
     ]
     response = client.post(SETS, json={"name": "large", "queries": queries})
     assert response.status_code == 201, response.text[:500]
     assert (response.json()["queries_count"], response.json()["judgements_count"]) \
-        == (10_000, 100_000)
+        == (10_001, 100_010)
     judged = client.app.state.runtime.evaluation_sets.judged("large")  # type: ignore[attr-defined]
     assert list(judged.queries) == [q["query_id"] for q in queries]
     assert judged.grades["q9999"] == {
         j["object_id"]: j["grade"] for j in queries[9999]["relevant"]
     }
-    assert sum(len(g) for g in judged.grades.values()) == 100_000
+    assert sum(len(g) for g in judged.grades.values()) == 100_010
+    too_many = client.get(f"{SETS}/large", params={"include_queries": True})
+    assert too_many.status_code == 400 and "embtune evalset export" in too_many.json()["detail"]
+    page = client.get(f"{SETS}/large/queries", params={"offset": 10_000, "limit": 1000})
+    assert [q["query_id"] for q in page.json()] == ["q10000"]
     assert judged.relevant()["q0"] == {"d1", "d2", "d4", "d5", "d7", "d8"}
+
+
+def test_the_service_refuses_a_name_python_regex_would_pass(client: TestClient) -> None:
+    """The wire schema refuses it first; the service, which others call directly, too."""
+    service = client.app.state.runtime.evaluation_sets  # type: ignore[attr-defined]
+    with pytest.raises(InvalidParams) as refusal:
+        service.create("golden\n", None, [])
+    assert [e["loc"] for e in refusal.value.errors] == [["body", "name"], ["body", "queries"]]
+
+
+def test_two_writers_of_one_name_store_one_set(catalogue: TestClient) -> None:
+    service = catalogue.app.state.runtime.evaluation_sets  # type: ignore[attr-defined]
+    queries = [query(f"q{i}", ("doc1", 1), ("doc2", 2)) for i in range(2000)]
+    start = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def write() -> None:
+        start.wait()
+        try:
+            outcomes.append(service.create("raced", None, queries))
+        except Conflict as exc:
+            outcomes.append(exc)
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    stored = [o for o in outcomes if not isinstance(o, Conflict)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(stored) == 1 and len(refused) == 1
+    assert refused[0].detail == f"evaluation set name 'raced' exists (id {stored[0].id})"
+    assert [s["id"] for s in stored_sets(catalogue)] == [stored[0].id]
+    assert stored[0].judgements_count == 4000
