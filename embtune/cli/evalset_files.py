@@ -25,7 +25,6 @@ class ReadSet:
     queries: list[dict[str, Any]] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)  # per query: "line 3", "query 'q1'"
     skipped: int = 0  # queries with no item graded above 0: nothing to find
-    notes: list[str] = field(default_factory=list)
 
 
 def file_lines(

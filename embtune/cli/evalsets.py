@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -34,9 +35,6 @@ app = typer.Typer(help="Judged evaluation sets: queries with graded relevant ite
                   "truth a tuned model is scored on.", no_args_is_help=True)
 
 SetRef = Annotated[str, typer.Argument(metavar="SET", help="The set's id or name.")]
-# Refusals that mean the body was too large for the server (413), or a server that closed the
-# connection while a large body was still being sent
-_TOO_LARGE_HINT_BYTES = 1024 * 1024
 
 
 def set_fields(evaluation_set: EvaluationSetPublic) -> dict[str, object]:
@@ -70,7 +68,7 @@ def _read(source: Path, kind: str, split: str) -> ReadSet:
         console=err_console, transient=True, disable=not err_console.is_terminal,
     ) as progress:
         bar = progress.add_task(source.name, total=total)
-        advance = lambda n: progress.advance(bar, n)  # noqa: E731
+        advance = partial(progress.advance, bar)
         if kind == "beir":
             return read_beir(source, split, advance)
         return read_jsonl(source, advance)
@@ -78,10 +76,7 @@ def _read(source: Path, kind: str, split: str) -> ReadSet:
 
 def rejection(exc: ApiError, read: ReadSet, body_bytes: int) -> str:
     """The server's refusal in the file's terms: a field error points at its line or query."""
-    too_large = exc.status_code == 413 or (
-        isinstance(exc, UnavailableError) and body_bytes > _TOO_LARGE_HINT_BYTES
-    )
-    if too_large:
+    if exc.status_code == 413:
         return (
             f"the set is {_size(body_bytes)} as JSON, over what the server accepts in one "
             f"request ({format_detail(exc.detail)}): raise EMBTUNE_MAX_BODY_BYTES on the "
@@ -155,7 +150,7 @@ def import_set(
     if as_json:
         print_json(created)
         return
-    skipped = f"; {read.skipped} queries skipped (no item graded above 0)" if read.skipped else ""
+    skipped = f"; {read.skipped} skipped (no item graded above 0)" if read.skipped else ""
     out_console().print(
         escape(f"imported set {created.name!r} ({created.id}): {created.queries_count} "
                f"queries, {created.judgements_count} judgements{skipped}"),

@@ -14,7 +14,7 @@ from embtune.cli import app as cli
 from embtune.config import Settings
 from tests.conftest import make_settings
 from tests.support.backends import Backend
-from tests.support.live_server import live_server
+from tests.support.live_server import live_server, unused_port
 
 pytestmark = pytest.mark.backends("sqlite-embedded")
 
@@ -69,7 +69,7 @@ def test_beir_and_jsonl_sets_import_list_show_and_export(
     code, output = run("evalset", "import", "--beir", str(beir_dir), "--url", server_url)
     assert code == 0, output
     assert "imported set 'scifact-test'" in output
-    assert "2 queries, 4 judgements; 1 queries skipped" in output
+    assert "2 queries, 4 judgements; 1 skipped (no item graded above 0)" in output
 
     source = write_jsonl(tmp_path / "golden.jsonl", jsonl_lines())
     code, output = run("evalset", "import", "--jsonl", str(source), "--name", "golden",
@@ -121,6 +121,9 @@ def test_refusals_point_at_the_file_line(server_url: str, tmp_path: Path) -> Non
     assert code == 2 and "--beir" in output
     code, output = run("evalset", "show", "nope", "--url", server_url)
     assert code == 1 and "not found" in output
+    code, output = run("evalset", "import", "--jsonl", str(source), "--name", "other",
+                       "--url", f"http://127.0.0.1:{unused_port()}")
+    assert code == 1 and "cannot reach" in output and len(output.strip().splitlines()) == 1
 
 
 def test_a_set_over_the_body_limit_is_explained(
