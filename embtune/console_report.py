@@ -103,6 +103,14 @@ def verdict_panel(metrics: dict[str, Any] | None) -> Panel | None:
             lines.append(note)
     if verdict.get("reason"):
         lines.append(Text(str(verdict["reason"]), style="dim"))
+    if basis == "judged":
+        # what a user without the judged set would have been told, for comparison
+        shown = _section(_section(metrics or {}, "clicks"), "shown_lists")
+        if shown.get("verdict"):
+            lines.append(Text.assemble(
+                "clicks alone: ", (str(shown["verdict"]),
+                                   VERDICT_STYLE.get(str(shown["verdict"]), "bold")),
+                f" ({shown.get('reason', '')})"))
     return Panel(Group(*lines), title="verdict", title_align="left",
                  border_style=style.removeprefix("bold "), expand=False)
 

@@ -136,20 +136,3 @@ def build_pairs(sessions: Iterable[SearchSession]) -> list[ScoredPair]:
             if rank < deepest and object_id not in session.clicks
         )
     return pairs
-
-
-def relevance(sessions: Iterable[SearchSession]) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """Evaluation inputs keyed by session id: ({session_id: query}, {session_id: clicked ids}).
-
-    Keyed by session, not by query text, so a query searched twice with different clicks is
-    judged twice rather than merged. Sessions without clicks (and irrelevant ones) have nothing
-    to find, so they are left out.
-    """
-    queries: dict[str, str] = {}
-    relevant: dict[str, set[str]] = {}
-    for session in _ordered(sessions):
-        if session.irrelevant or not session.clicks:
-            continue
-        queries[session.session_id] = session.query
-        relevant[session.session_id] = set(session.clicks)
-    return queries, relevant

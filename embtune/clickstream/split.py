@@ -50,3 +50,25 @@ def split_by_query(
             sides[key] = _validation_position(key, seed) < validation_fraction
         (validation if sides[key] else train).append(session)
     return train, validation
+
+
+def query_relevance(
+    sessions: Iterable[SearchSession],
+) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Click-based evaluation inputs keyed by normalised query: ({key: query text}, {key: every
+    item clicked in the query's sessions}).
+
+    One entry per query, not per session, so a popular query is one unit of evidence (its
+    sessions are not independent) and its regressions are listed once. Sessions without clicks
+    (and irrelevant ones) have nothing to find, so they add nothing; the text is that of the
+    query's first session by id.
+    """
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    for session in sorted(sessions, key=lambda s: s.session_id):
+        if session.irrelevant or not session.clicks:
+            continue
+        key = normalize_query(session.query)
+        queries.setdefault(key, session.query)
+        relevant.setdefault(key, set()).update(session.clicks)
+    return queries, relevant

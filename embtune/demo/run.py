@@ -23,6 +23,10 @@ from embtune.demo.click_model import PositionBiasedClickModel
 from embtune.demo.server import free_port, start_server
 
 BASE_SOURCE = "builtin:all-MiniLM-L6-v2"
+# The shop's task: short texts, a few epochs; 30 % of its 96 queries held out, so the click
+# verdict has the 20 queries it needs to decide.
+SHOP_PARAMS: dict[str, Any] = {"max_seq_length": 64, "epochs": 4, "learning_rate": 1e-4,
+                               "batch_size": 16, "validation_fraction": 0.3}
 
 
 def load_shop(api: Client, console: Console, sessions_per_query: int, seed: int) -> int:
@@ -54,6 +58,46 @@ def load_shop(api: Client, console: Console, sessions_per_query: int, seed: int)
     console.print(f"  simulated {sessions} search sessions with {clicks} clicks "
                   "(shown results: the base model's top 10)")
     return sessions
+
+
+def shop_truth(seed: int) -> list[dict[str, Any]]:
+    """The shop's true answers as judged queries (every shop query, its one right product)."""
+    from embtune.demo.shop_data import build_catalogue
+
+    _, queries = build_catalogue(seed)
+    return [
+        {"query_id": q.query_id, "text": q.text,
+         "relevant": [{"object_id": object_id, "grade": 1} for object_id in sorted(q.relevant)]}
+        for q in queries
+    ]
+
+
+def beir_truth(beir: Path, split: str) -> list[dict[str, Any]]:
+    """A BEIR split's qrels as judged queries (only queries with a catalogued answer)."""
+    from embtune.demo.beir import load_qrels, load_queries
+
+    texts = load_queries(beir)
+    return [
+        {"query_id": qid, "text": texts[qid],
+         "relevant": [{"object_id": object_id, "grade": 1} for object_id in sorted(found)]}
+        for qid, found in sorted(load_qrels(beir, split).items())
+        if qid in texts
+    ]
+
+
+def register_truth(api: Client, console: Console, name: str,
+                   queries: list[dict[str, Any]]) -> str:
+    """The judged set the task is decided on; the one already stored under `name` when the
+    data dir is reused (sets never change)."""
+    from embtune.client import ConflictError
+
+    try:
+        found = api.create_evaluation_set(
+            name, queries, description="the demo data's true answers")
+    except ConflictError:
+        found = api.get_evaluation_set(name)
+    console.print(f"   evaluation set {found.name!r}: {found.queries_count} judged queries")
+    return found.id
 
 
 def _embed_all(api: Client, model_id: str, texts: list[str]) -> Any:
@@ -163,13 +207,19 @@ def run_demo(
             console.print("3. loading a catalogue and a clickstream")
             if beir is None:
                 load_shop(api, console, sessions_per_query=6, seed=seed)
+                truth = shop_truth(seed)
             else:
                 load_beir(api, console, beir, split, limit, seed)
-            default_params = {"max_seq_length": 64, "epochs": 4, "learning_rate": 1e-4,
-                              "batch_size": 16}
-            if beir is not None:
-                default_params = {}
-            task_params = {**default_params, **(params or {})}
+                judged_split = "test" if (beir / "qrels" / "test.tsv").is_file() else split
+                truth = beir_truth(beir, judged_split)
+            console.print("   the true answers become a judged evaluation set: the task's "
+                          "verdict is decided on them, and the clicks get a verdict of their own")
+            set_id = register_truth(api, console, f"demo-truth-{seed}", truth)
+            default_params = dict(SHOP_PARAMS) if beir is None else {}
+            # promoted to `production` only on a `better` verdict, in the transaction that
+            # marks the task done
+            task_params = {**default_params, "evaluation_set_id": set_id,
+                           "promote_to": "production", **(params or {})}
             console.print("4. preflight: what a task would train on")
             preflight = api.preflight(model.id, params=task_params)
             for key, value in preflight.items():
@@ -187,13 +237,20 @@ def run_demo(
             for part in [*verdict_lines(metrics), *report_tables(metrics)]:
                 console.print(part)
             tuned = api.get_model(final.result_model_id or "")
+            promoted = (metrics.get("promotion") or {}).get("promoted", False)
             if beir is None:
+                live = "production" if promoted else tuned.id
                 console.print(ground_truth_table(
-                    api, {"base model": model.id, "tuned model": tuned.id}, seed))
+                    api, {"base model": model.id, f"tuned model ({live})": live}, seed))
             console.print(f"6. registered iteration {tuned.id} (parent {tuned.parent_id}); "
                           "tune it again with another task, or download it:")
+            if promoted:
+                console.print("   the alias [bold]production[/] now points at it; search "
+                              "embeds through the alias, and `embtune alias rollback "
+                              "production` undoes it:")
+            handle = "production" if promoted else tuned.id
             console.print(f"   curl -o model.tar.gz {server.url}/api/v1/embedding-models/"
-                          f"{tuned.id}/download")
+                          f"{handle}/download")
             console.print(f"Dashboard: [bold]{server.url}/[/]")
             if keep_serving:
                 console.print("Serving until Ctrl-C …")

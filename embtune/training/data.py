@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from embtune.clickstream.sessions import SearchSession, relevance
-from embtune.clickstream.split import normalize_query, split_by_query
+from embtune.clickstream.sessions import SearchSession
+from embtune.clickstream.split import normalize_query, query_relevance, split_by_query
 from embtune.domain.evaluation_sets import JudgedSet
 from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.params import LossKind, SentenceTransformerParams, TrainParams
@@ -99,7 +99,7 @@ def prepare(
     train, validation = split_by_query(sessions, params.validation_fraction, params.seed)
     rows = loss_strategy(loss).rows(train, catalogue)
     clicked = {object_id for session in sessions for object_id in session.clicks}
-    queries, relevant = relevance(validation)
+    queries, relevant = query_relevance(validation)
     # A click on an item the catalogue lacks cannot be retrieved by any model; judging only
     # catalogued items keeps such gaps from diluting both sides of the comparison.
     relevant = {

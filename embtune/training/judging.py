@@ -78,6 +78,9 @@ def _judged(
     grades = {f"j:{key}": graded for key, graded in judged.grades.items()}
     reports = [score_ranking(r, ids, relevant, grades) for r in (before, after)]
     summary = _comparison(*reports, dict(judged.queries), "j:", seed)
+    summary["verdict"], summary["reason"] = decide(
+        summary["_interval"], metric=f"judged NDCG@10 on {judged.name!r}"
+    )
     summary["evaluation_set"] = {"id": judged.id, "name": judged.name}
     summary["queries"] = len(ids)
     summary["queries_without_catalogued_items"] = prepared.judged_dropped
@@ -159,7 +162,10 @@ def _shown_lists(
     interval = paired_bootstrap(
         [scores[0][key] for key in keys], [scores[1][key] for key in keys], seed=seed
     )
+    verdict, reason = decide(interval, metric="debiased click DCG@10 on shown lists")
     return {
+        "verdict": verdict,
+        "reason": reason,
         "metric": CLICK_METRIC,
         "before": _mean(scores[0].values()),
         "after": _mean(scores[1].values()),
@@ -226,20 +232,17 @@ def _propensity_summary(propensities: Propensities) -> dict[str, Any]:
 def _verdict(
     prepared: Prepared, judged: dict[str, Any] | None, shown: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Judged NDCG@10 when a set was given, else the debiased click metric; inconclusive
-    when neither exists or the interval includes 0."""
+    """Judged NDCG@10 when a set was given, else the debiased click metric (each part carries
+    its own verdict; this picks the one that decides)."""
     if judged is not None:
-        summary = judged["summary"]
-        interval: Interval = summary.pop("_interval")
+        part = judged["summary"]
         basis, metric = "judged", "ndcg@10"
-        before, after = summary["before"]["ndcg@10"], summary["after"]["ndcg@10"]
-        label = f"judged NDCG@10 on {summary['evaluation_set']['name']!r}"
-        evaluation_set = summary["evaluation_set"]
+        before, after = part["before"]["ndcg@10"], part["after"]["ndcg@10"]
+        evaluation_set = part["evaluation_set"]
     elif shown is not None:
-        interval = shown["_interval"]
+        part = shown
         basis, metric = "clicks", CLICK_METRIC
         before, after = shown["before"], shown["after"]
-        label = "debiased click DCG@10 on shown lists"
         evaluation_set = None
     else:
         return {
@@ -249,9 +252,9 @@ def _verdict(
             "reason": "neither a judged set nor held-out sessions with shown results: "
             "nothing to decide on",
         }
-    verdict, reason = decide(interval, metric=label)
+    interval: Interval = part["_interval"]
     return {
-        "verdict": verdict,
+        "verdict": part["verdict"],
         "basis": basis,
         "metric": metric,
         "before": before,
@@ -260,7 +263,7 @@ def _verdict(
         "ci95": [interval.low, interval.high],
         "queries": interval.n,
         "evaluation_set": evaluation_set,
-        "reason": reason,
+        "reason": part["reason"],
     }
 
 

@@ -102,6 +102,9 @@ BUSINESS_RULES = {
     "POST /api/v1/items": "object ids are unique within one request",
     "POST /api/v1/clickstream/session": "result object ids are unique within the session",
     "POST /api/v1/clickstream/session/events": "events name objects the session showed",
+    "POST /api/v1/evaluation-sets": "judged items are in the catalogue; query ids are unique "
+                                    "within the set and object ids within a query; each query "
+                                    "has an item graded above 0",
 }
 
 

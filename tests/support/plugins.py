@@ -7,7 +7,7 @@ It lives in tests/ (never in the production package) and is registered with
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from dramatiq.middleware import Shutdown
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,8 @@ class SleepyParams(BaseModel):
     ignore_cancel: bool = False
     # raise dramatiq's Shutdown at the last step, as a stopping worker does in its threads
     shutdown: bool = False
+    # report this verdict, as a real method's evaluation would (the runner promotes on it)
+    verdict: Literal["better", "worse", "inconclusive"] | None = None
 
 
 class SleepyPlugin(FineTuningPlugin):
@@ -51,7 +53,12 @@ class SleepyPlugin(FineTuningPlugin):
                 raise Shutdown("worker shutting down")
         ctx.report(step=params.steps, total_steps=params.steps, message="writing weights")
         (ctx.output_dir / "weights.txt").write_text(f"tuned from {ctx.model.id}\n")
-        return RunResult(metrics={"steps": params.steps}, model_dir=ctx.output_dir)
+        metrics: dict[str, Any] = {"steps": params.steps}
+        if params.verdict is not None:
+            metrics["verdict"] = {"verdict": params.verdict, "reason": f"told: {params.verdict}"}
+        if ctx.judged is not None:
+            metrics["judged_on"] = {"id": ctx.judged.id, "queries": sorted(ctx.judged.queries)}
+        return RunResult(metrics=metrics, model_dir=ctx.output_dir)
 
 
 class ClickCounterPlugin(FineTuningPlugin):

@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 from sentence_transformers.util import cos_sim
 
-from embtune.clickstream.sessions import relevance
+from embtune.clickstream.split import query_relevance
 from embtune.errors import TaskStopped
 from embtune.training.data import sample_queries
 from embtune.training.embedding_cache import (
@@ -131,7 +131,7 @@ def base_model() -> SentenceTransformer:
 
 def shop_evaluation_inputs() -> tuple[dict, dict, dict]:
     data = shop_jargon_data()
-    queries, relevant = relevance(data.search_sessions)
+    queries, relevant = query_relevance(data.search_sessions)
     return queries, data.items, relevant
 
 

@@ -11,8 +11,8 @@ from embtune.clickstream.sessions import (
     build_examples,
     build_pairs,
     click_confidence,
-    relevance,
 )
+from embtune.clickstream.split import query_relevance
 
 
 def session(
@@ -98,12 +98,13 @@ def test_session_without_clicks_gives_no_pairs() -> None:
     assert build_pairs([session("s", "a b c")]) == []
 
 
-def test_relevance_keys_by_session_and_skips_sessions_without_clicks() -> None:
+def test_query_relevance_merges_a_query_and_skips_sessions_without_clicks() -> None:
     sessions = [
-        session("s1", "a b", clicks="b a", query="shoes"),
-        session("s2", "a b", query="shoes"),
-        session("s3", "a b", clicks="a", irrelevant=True),
+        session("s1", "a b c", clicks="b a", query="Shoes"),
+        session("s2", "a b c", clicks="c", query="  shoes "),
+        session("s3", "a b", query="boots"),
+        session("s4", "a b", clicks="a", query="sandals", irrelevant=True),
     ]
-    queries, relevant = relevance(sessions)
-    assert queries == {"s1": "shoes"}
-    assert relevant == {"s1": {"a", "b"}}
+    queries, relevant = query_relevance(sessions)
+    assert queries == {"shoes": "Shoes"}
+    assert relevant == {"shoes": {"a", "b", "c"}}

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from embtune import allocator
-from embtune.clickstream.sessions import SearchSession, relevance
-from embtune.clickstream.split import split_by_query
+from embtune.clickstream.sessions import SearchSession
+from embtune.clickstream.split import query_relevance, split_by_query
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, SourceModel
 from embtune.plugins.registry import DEFAULT_PLUGIN, PluginRegistry
@@ -200,7 +200,7 @@ def test_per_query_counts_add_up_to_the_validation_queries(shop_run: Run) -> Non
     _, validation = split_by_query(
         shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
     )
-    queries, _ = relevance(validation)
+    queries, _ = query_relevance(validation)
     assert per_query["better"] + per_query["worse"] + per_query["same"] == len(queries)
     assert len(per_query["worst_regressions"]) == min(per_query["worse"], 10)
 
@@ -214,7 +214,7 @@ def test_tuned_model_is_saved_in_output_dir_and_loads(shop_run: Run) -> None:
     _, validation = split_by_query(
         shop_run.data.search_sessions, SHOP_PARAMS["validation_fraction"], SHOP_PARAMS["seed"]
     )
-    queries, relevant = relevance(validation)
+    queries, relevant = query_relevance(validation)
     reloaded = evaluate_retrieval(model, queries, shop_run.data.items, relevant)
     # The saved weights are the ones that were evaluated as "after".
     assert reloaded.metrics["ndcg@10"] == pytest.approx(

@@ -13,7 +13,8 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerControl, TrainerState
 
 from embtune.artifacts import resolve_source
-from embtune.clickstream.sessions import SearchSession, build_examples, build_pairs, relevance
+from embtune.clickstream.sessions import SearchSession, build_examples, build_pairs
+from embtune.clickstream.split import query_relevance
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.evaluation import evaluate_retrieval
 from embtune.training.ir_metrics import RetrievalReport, compare_reports
@@ -288,7 +289,7 @@ def test_params_reject_unknown_fields_and_out_of_range_values() -> None:
 
 
 def test_evaluate_retrieval_returns_metrics_and_ranks(base_model: SentenceTransformer) -> None:
-    queries, relevant = relevance(SESSIONS)
+    queries, relevant = query_relevance(SESSIONS)
     report = evaluate_retrieval(base_model, queries, ITEMS, relevant)
     assert set(report.metrics) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
     assert all(0.0 <= value <= 1.0 for value in report.metrics.values())
