@@ -93,6 +93,16 @@ def session_score(
     )
 
 
+def ideal_score(
+    session: SearchSession, propensities: Propensities, *, k: int = 10, gain: Gain = "dcg"
+) -> float:
+    """The best score any order of the session's shown items could get: its positive relevance
+    estimates, largest first (the ideal DCG of nDCG)."""
+    estimates = relevance_estimates(session, propensities)
+    best = sorted((value for value in estimates.values() if value > 0), reverse=True)
+    return sum(value * gain_at(rank, k, gain) for rank, value in enumerate(best, start=1))
+
+
 def shown_list_scores(
     sessions: Iterable[SearchSession],
     order: Mapping[str, Sequence[str]],
@@ -100,8 +110,17 @@ def shown_list_scores(
     *,
     k: int = 10,
     gain: Gain = "dcg",
+    normalized: bool = False,
 ) -> dict[str, float]:
-    """{normalised query: mean session score} over the sessions, for one model.
+    """{normalised query: mean session score} over the sessions, for one model; with
+    `normalized`, {query: sum of its sessions' scores / sum of their ideal scores} instead, for
+    the queries that have an ideal above 0 (a click somewhere).
+
+    Normalised per query, the metric is an nDCG of the shown lists: each query weighs alike, as
+    in any nDCG, instead of by the size of its inverse-propensity weights — one click deep in a
+    list (weight 1/alpha_k, tens at rank 10) no longer dominates the mean and its interval. The
+    normaliser is the same for every model on a query, so a query's before/after difference
+    keeps the sign of the unnormalised (unbiased) one; only the weighting across queries changes.
 
     Sessions of one query share the shown list and the users' intent, so they are not
     independent evidence; the query is the unit a verdict resamples (`training.verdict`).
@@ -116,11 +135,21 @@ def shown_list_scores(
         raise ValueError(f"k must be at least 1, got {k}")
     gain_at(1, k, gain)  # validate the gain name even when there is no session
     per_query: dict[str, list[float]] = defaultdict(list)
+    ideals: dict[str, float] = defaultdict(float)
     for session in sorted(sessions, key=lambda s: s.session_id):
         if not session.results:
             continue
         if session.session_id not in order:
             raise ValueError(f"no model order for session {session.session_id!r}")
         score = session_score(session, order[session.session_id], propensities, k=k, gain=gain)
-        per_query[normalize_query(session.query)].append(score)
+        query = normalize_query(session.query)
+        per_query[query].append(score)
+        if normalized:
+            ideals[query] += ideal_score(session, propensities, k=k, gain=gain)
+    if normalized:
+        return {
+            query: sum(scores) / ideals[query]
+            for query, scores in sorted(per_query.items())
+            if ideals[query] > 0
+        }
     return {query: sum(scores) / len(scores) for query, scores in sorted(per_query.items())}

@@ -1,4 +1,4 @@
-"""Retrieval quality of a model on held-out sessions, and a per-query before/after comparison.
+"""A model's ranking of the whole catalogue for a set of queries, and the retrieval metrics of it.
 
 Exact cosine search over the whole catalogue in bounded memory, so evaluation scales to 100k+
 items: the catalogue is encoded in pieces of `encode_items` (or read from the embedding cache),
@@ -12,6 +12,8 @@ descending, ties broken by ascending corpus id, boundary ties at the top-k cut h
 way — and the metrics use its formulas, so figures and ranks equal the evaluator's on the same
 embeddings (tested against it). Queries go through `encode_query` and items through
 `encode_document`, as in the evaluator, so models with query/document prompts work the same.
+The vectors of the items a caller names (`keep`: those users were shown) are kept as their
+blocks stream past, so re-ranking shown lists needs no second encoding.
 
 Batching: `SentenceTransformer.encode` sorts each call's inputs by length (characters, longest
 first; see `_inference` in sentence-transformers 6) so a batch pads to similar lengths. Here the
@@ -155,8 +157,7 @@ def rank_catalogue(
     and stored when not. `on_progress(fraction)` is called after each encoded piece of
     `encode_items` (or block read from the cache); it may raise to stop the evaluation.
     """
-    judged = queries
-    if not judged:
+    if not queries:
         raise ValueError("no query to rank the catalogue for")
     if not corpus:
         raise ValueError("the corpus is empty; nothing to retrieve")
@@ -164,9 +165,9 @@ def rank_catalogue(
         raise ValueError(f"cache key is for {cache_key.items} items, corpus has {len(corpus)}")
     timings: dict[str, float] = {}
     started = time.monotonic()
-    query_ids = list(judged)
+    query_ids = list(queries)
     query_vectors = encode_texts(
-        model, list(judged.values()), batch_size=batch_size, precision=precision, documents=False
+        model, list(queries.values()), batch_size=batch_size, precision=precision, documents=False
     )
     timings["encode_queries"] = time.monotonic() - started
 

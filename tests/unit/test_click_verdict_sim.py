@@ -121,9 +121,16 @@ def demo_world() -> World:
     return World(demo_clicks)
 
 
-def verdict(world: World, model: Callable[[SearchSession], list[str]], p: Propensities) -> tuple:
-    source = shown_list_scores(world.validation, world.orders(lambda s: list(s.results)), p)
-    other = shown_list_scores(world.validation, world.orders(model), p)
+def verdict(
+    world: World,
+    model: Callable[[SearchSession], list[str]],
+    p: Propensities,
+    normalized: bool = False,
+) -> tuple:
+    source = shown_list_scores(
+        world.validation, world.orders(lambda s: list(s.results)), p, normalized=normalized
+    )
+    other = shown_list_scores(world.validation, world.orders(model), p, normalized=normalized)
     queries = sorted(source)
     interval = paired_bootstrap([source[q] for q in queries], [other[q] for q in queries])
     return decide(interval, metric="DCG@10 on shown lists")
@@ -135,28 +142,33 @@ def test_the_estimate_is_used_not_the_prior(demo_world: World) -> None:
     assert len({s.query for s in demo_world.validation}) >= 40
 
 
-def test_an_oracle_ranking_is_better_than_the_source(demo_world: World) -> None:
-    result, sentence = verdict(demo_world, demo_world.oracle, demo_world.propensities)
+@pytest.mark.parametrize("normalized", [False, True])
+def test_an_oracle_ranking_is_better_than_the_source(demo_world: World, normalized: bool) -> None:
+    result, sentence = verdict(demo_world, demo_world.oracle, demo_world.propensities, normalized)
     assert result == "better", sentence
 
 
-def test_a_reversed_ranking_is_worse_than_the_source(demo_world: World) -> None:
-    result, sentence = verdict(demo_world, demo_world.damaged, demo_world.propensities)
+@pytest.mark.parametrize("normalized", [False, True])
+def test_a_reversed_ranking_is_worse_than_the_source(demo_world: World, normalized: bool) -> None:
+    result, sentence = verdict(demo_world, demo_world.damaged, demo_world.propensities, normalized)
     assert result == "worse", sentence
 
 
-def test_the_source_against_itself_is_inconclusive(demo_world: World) -> None:
-    result, sentence = verdict(demo_world, lambda s: list(s.results), demo_world.propensities)
+@pytest.mark.parametrize("normalized", [False, True])
+def test_the_source_against_itself_is_inconclusive(demo_world: World, normalized: bool) -> None:
+    source = lambda s: list(s.results)  # noqa: E731
+    result, sentence = verdict(demo_world, source, demo_world.propensities, normalized)
     assert result == "inconclusive", sentence
 
 
-def test_an_equally_good_ranking_is_inconclusive(demo_world: World) -> None:
+@pytest.mark.parametrize("normalized", [False, True])
+def test_an_equally_good_ranking_is_inconclusive(demo_world: World, normalized: bool) -> None:
     orders = demo_world.orders(demo_world.as_good)
     assert orders != demo_world.orders(lambda s: list(s.results))
     assert demo_world.true_dcg(orders) == pytest.approx(
         demo_world.true_dcg(demo_world.orders(lambda s: list(s.results)))
     )
-    result, sentence = verdict(demo_world, demo_world.as_good, demo_world.propensities)
+    result, sentence = verdict(demo_world, demo_world.as_good, demo_world.propensities, normalized)
     assert result == "inconclusive", sentence
 
 
@@ -174,8 +186,12 @@ def test_report_affine_against_plain_ips() -> None:
         source = world.true_dcg(world.orders(lambda s: list(s.results)))
         for model in (world.oracle, world.damaged, world.as_good):
             truth = world.true_dcg(world.orders(model)) - source
-            for label, p in (("affine", world.propensities), ("IPS 1/rank", Propensities.prior())):
-                result, sentence = verdict(world, model, p)
+            for label, p, normalized in (
+                ("affine", world.propensities, False),
+                ("affine, per-query nDCG", world.propensities, True),
+                ("IPS 1/rank", Propensities.prior(), False),
+            ):
+                result, sentence = verdict(world, model, p, normalized)
                 lines.append(f"{name}, {model.__name__}, true {truth:+.3f}, {label}: {sentence}")
                 if model == world.oracle:
                     assert result == "better", sentence

@@ -100,9 +100,10 @@ def test_without_a_judged_set_the_debiased_clicks_decide() -> None:
     assert shown["sessions"] == 2 * len(QUERIES)
     # 60 clicks are too few to estimate position bias: the 1/rank prior, said so
     assert shown["propensities"]["source"] == "prior"
-    # plain IPS with 1/rank: a click at rank 4 weighs 4; moved from place 4 to place 1
-    gain = 4 * (1 - 1 / math.log2(5))
-    assert shown["delta"] == pytest.approx(gain)
+    # nDCG of the shown list: the clicked item moved from place 4 to place 1
+    assert shown["delta"] == pytest.approx(1 - 1 / math.log2(5))
+    # unnormalised, plain IPS with 1/rank: a click at rank 4 weighs 4
+    assert shown["dcg"]["delta"] == pytest.approx(4 * (1 - 1 / math.log2(5)))
     assert "judged" not in report
 
 
