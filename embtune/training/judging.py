@@ -210,11 +210,14 @@ def _similarities(session: SearchSession, ranking: CatalogueRanking) -> dict[str
 
 
 def _orders(sessions: list[SearchSession], ranking: CatalogueRanking) -> dict[str, list[str]]:
-    """Each session's shown items as this model ranks them: by cosine, ties in shown order."""
+    """Each session's shown items as this model ranks them: by cosine, ties by object id.
+
+    Not ties in shown order: that is the source model's order, and a model that collapsed
+    (every item alike) would be handed the source's ranking and look as good as it."""
     orders: dict[str, list[str]] = {}
     for session in sessions:
         similarity = _similarities(session, ranking)
-        orders[session.session_id] = sorted(similarity, key=lambda o: -similarity[o])
+        orders[session.session_id] = sorted(similarity, key=lambda o: (-similarity[o], o))
     return orders
 
 
