@@ -54,6 +54,7 @@ def judge(prepared: Prepared, before: CatalogueRanking, after: CatalogueRanking,
         clicks["full_catalogue"] = full["summary"]
     shown = _shown_lists(prepared, before, after, seed)
     if shown is not None:
+        _check_against_catalogue(shown, full)
         clicks["shown_lists"] = shown
     report["clicks"] = clicks
     judged = _judged(prepared, before, after, seed)
@@ -193,6 +194,25 @@ def _shown_lists(
         "propensities": _propensity_summary(propensities),
         "_interval": interval,
     }
+
+
+def _check_against_catalogue(shown: dict[str, Any], full: dict[str, Any] | None) -> None:
+    """A `better` on the shown lists stands only if the whole catalogue does not say the
+    opposite decisively.
+
+    Re-ranking the shown lists cannot see a model that ranks them well among themselves but
+    buries them under the rest of the catalogue (a collapsed model does, and it can still order
+    ten candidates). The full-catalogue click figure sees that, but favours the source model, so
+    it may only withdraw a `better`, never make a `worse`."""
+    if shown["verdict"] != "better" or full is None:
+        return
+    low, high = full["summary"]["ci95"]["ndcg@10"]
+    if high < 0:
+        shown["verdict"] = "inconclusive"
+        shown["reason"] += (
+            f"; but over the whole catalogue the held-out clicked items rank decisively lower "
+            f"(click NDCG@10 [{low:+.3f}, {high:+.3f}]): inconclusive, a judged set decides"
+        )
 
 
 def _similarities(session: SearchSession, ranking: CatalogueRanking) -> dict[str, float]:

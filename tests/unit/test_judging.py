@@ -138,3 +138,23 @@ def test_graded_ndcg_uses_the_grade_as_gain() -> None:
     binary = retrieval_metrics(["q"], [["b", "x", "a"]], relevant)[0]
     ones = retrieval_metrics(["q"], [["b", "x", "a"]], relevant, {"q": {"a": 1, "b": 1}})[0]
     assert ones == binary
+
+
+def test_a_better_shown_list_is_withdrawn_when_the_catalogue_buries_the_clicked_items() -> None:
+    """A model that orders the shown lists well but ranks them under the rest of the catalogue
+    (as a collapsed model can) is not `better` on clicks alone."""
+    data = prepared()
+    clicked_queries = {query: query for query in QUERIES}
+    data = Prepared(**{**data.__dict__, "queries": clicked_queries,
+                       "relevant": {query: {clicked(query)} for query in QUERIES}})
+    before, after = ranking(False), ranking(True)
+    fillers = [f"filler-{n}" for n in range(20)]
+    for query in QUERIES:
+        before.hits[f"c:{query}"] = [clicked(query), *fillers]  # found first
+        after.hits[f"c:{query}"] = [*fillers, clicked(query)]  # buried at 21
+    report = judge(data, before, after, seed=0)
+    shown = report["clicks"]["shown_lists"]
+    assert shown["delta"] > 0 and shown["ci95"][0] > 0  # the shown lists alone say better
+    assert report["clicks"]["full_catalogue"]["ci95"]["ndcg@10"][1] < 0
+    assert report["verdict"]["verdict"] == "inconclusive"
+    assert "whole catalogue" in report["verdict"]["reason"]
