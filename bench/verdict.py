@@ -138,6 +138,9 @@ def cell(dataset: str, lr: float, epochs: int, metrics: dict[str, Any]) -> dict[
         "click_dcg_ci95": clicks.get("dcg", {}).get("ci95"),
         "full_catalogue_delta": metrics.get("clicks", {}).get("full_catalogue", {})
         .get("delta", {}).get("ndcg@10"),
+        "full_catalogue_ci95": metrics.get("clicks", {}).get("full_catalogue", {})
+        .get("ci95", {}).get("ndcg@10"),
+        "click_reason": clicks.get("reason"),
         "propensities": clicks.get("propensities", {}).get("examination"),
         "conflict": conflict,
         "agree": click_verdict == judged_verdict,
@@ -161,7 +164,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{fmt(r['judged_delta'], r['judged_ci95'])} | {r['judged_verdict']} | "
               f"{fmt(r['click_delta'], r['click_ci95'])} ({r['click_queries']} q) | "
               f"{r['click_verdict']} | {fmt(r['click_dcg_delta'], r['click_dcg_ci95'])} | "
-              f"{fmt(r['full_catalogue_delta'], None)} | "
+              f"{fmt(r['full_catalogue_delta'], r['full_catalogue_ci95'])} | "
               f"{'CONFLICT' if r['conflict'] else 'yes' if r['agree'] else 'no'} |")
     decisive = [r for r in rows if r["judged_verdict"] in ("better", "worse")]
     covered = [r for r in decisive if r["click_verdict"] == r["judged_verdict"]]
