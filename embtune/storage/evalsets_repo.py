@@ -10,8 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ARRAY, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from embtune.domain.evaluation_sets import EvaluationSet, JudgedSet
