@@ -133,9 +133,9 @@ def cell(dataset: str, lr: float, epochs: int, metrics: dict[str, Any]) -> dict[
         "click_delta": clicks.get("delta"),
         "click_ci95": clicks.get("ci95"),
         "click_queries": clicks.get("queries"),
-        # the unnormalised DCG of the same estimate, and what it would have decided
-        "click_dcg_delta": clicks.get("dcg", {}).get("delta"),
-        "click_dcg_ci95": clicks.get("dcg", {}).get("ci95"),
+        # the same estimate normalised per query (reported, not decided on)
+        "click_ndcg_delta": clicks.get("ndcg", {}).get("delta"),
+        "click_ndcg_ci95": clicks.get("ndcg", {}).get("ci95"),
         "full_catalogue_delta": metrics.get("clicks", {}).get("full_catalogue", {})
         .get("delta", {}).get("ndcg@10"),
         "full_catalogue_ci95": metrics.get("clicks", {}).get("full_catalogue", {})
@@ -155,15 +155,15 @@ def fmt(value: float | None, ci: list[float] | None) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("data", "lr", "ep", "judged NDCG@10 Δ [95% CI]", "judged",
-              "click nDCG@10 Δ [95% CI]", "clicks", "click DCG@10 Δ [95% CI]", "old report Δ",
-              "agree")
+              "click DCG@10 Δ [95% CI]", "clicks", "click nDCG@10 Δ [95% CI]",
+              "old report Δ [95% CI]", "agree")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         print(f"| {r['dataset']} | {r['learning_rate']:g} | {r['epochs']} | "
               f"{fmt(r['judged_delta'], r['judged_ci95'])} | {r['judged_verdict']} | "
               f"{fmt(r['click_delta'], r['click_ci95'])} ({r['click_queries']} q) | "
-              f"{r['click_verdict']} | {fmt(r['click_dcg_delta'], r['click_dcg_ci95'])} | "
+              f"{r['click_verdict']} | {fmt(r['click_ndcg_delta'], r['click_ndcg_ci95'])} | "
               f"{fmt(r['full_catalogue_delta'], r['full_catalogue_ci95'])} | "
               f"{'CONFLICT' if r['conflict'] else 'yes' if r['agree'] else 'no'} |")
     decisive = [r for r in rows if r["judged_verdict"] in ("better", "worse")]
