@@ -116,11 +116,13 @@ def shown_list_scores(
     `normalized`, {query: sum of its sessions' scores / sum of their ideal scores} instead, for
     the queries that have an ideal above 0 (a click somewhere).
 
-    Normalised per query, the metric is an nDCG of the shown lists: each query weighs alike, as
-    in any nDCG, instead of by the size of its inverse-propensity weights — one click deep in a
-    list (weight 1/alpha_k, tens at rank 10) no longer dominates the mean and its interval. The
-    normaliser is the same for every model on a query, so a query's before/after difference
-    keeps the sign of the unnormalised (unbiased) one; only the weighting across queries changes.
+    Normalised per query, the metric is an nDCG of the shown lists: bounded, so one click deep in
+    a list (weight 1/alpha_k, tens at rank 10) no longer dominates the mean, and a query's
+    before/after difference keeps the sign of the unnormalised one (the normaliser is the same
+    for every model). But it is not unbiased: queries without a click drop out, and each query is
+    divided by its own clicks' weight, so queries whose relevant item was shown deep (rarely
+    clicked, heavily weighted when clicked) count for less than they should — a lean toward
+    the model that produced the lists. Decide on the unnormalised mean; show this beside it.
 
     Sessions of one query share the shown list and the users' intent, so they are not
     independent evidence; the query is the unit a verdict resamples (`training.verdict`).
