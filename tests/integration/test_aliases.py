@@ -13,6 +13,14 @@ from fastapi.testclient import TestClient
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH
 from tests.conftest import register_model
 
+
+@pytest.fixture
+def client(client_factory: Callable[..., TestClient]) -> TestClient:
+    """No task runs here: an app without its in-process worker starts and stops in a fraction
+    of the time."""
+    return client_factory(run_worker=False)
+
+
 ALIASES = "/api/v1/aliases"
 MODELS = "/api/v1/embedding-models"
 TOKEN = "s3cret-token-0123456789"

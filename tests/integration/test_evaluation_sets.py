@@ -4,6 +4,7 @@ the bad field, never changed afterwards; and a model's default set."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,14 @@ from fastapi.testclient import TestClient
 
 from embtune.errors import Conflict, InvalidParams
 from tests.conftest import register_model
+
+
+@pytest.fixture
+def client(client_factory: Callable[..., TestClient]) -> TestClient:
+    """No task runs here: an app without its in-process worker starts and stops in a fraction
+    of the time."""
+    return client_factory(run_worker=False)
+
 
 SETS = "/api/v1/evaluation-sets"
 MODELS = "/api/v1/embedding-models"

@@ -5,13 +5,14 @@ the task done), and two tasks promoting one alias at once."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import events, wait_status
+from tests.conftest import events, register_model, wait_status
 
 TASKS = "/api/v1/fine-tuning/task"
 
@@ -155,8 +156,10 @@ def test_rollback_returns_the_alias_to_the_model_before_a_promotion(
     ],
 )
 def test_bad_policy_params_are_named_and_nothing_is_stored(
-    client: TestClient, model_id: str, params: dict[str, Any], field: str
+    client_factory: Callable[..., TestClient], params: dict[str, Any], field: str
 ) -> None:
+    client = client_factory(run_worker=False)  # nothing runs: no worker to start and stop
+    model_id = register_model(client)
     before = task_count(client)
     response = client.post(TASKS, json={"embedding_model_id": model_id, "params": params})
     assert response.status_code == 422, response.text
