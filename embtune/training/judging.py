@@ -66,7 +66,7 @@ def judge(prepared: Prepared, before: CatalogueRanking, after: CatalogueRanking,
     if headline is not None:
         for key in ("before", "after", "delta", "per_query"):
             report[key] = headline["summary"][key]
-    report["verdict"] = _verdict(prepared, judged, shown)
+    report["verdict"] = _verdict(judged, shown)
     return _strip_private(report)
 
 
@@ -271,9 +271,7 @@ def _propensity_summary(propensities: Propensities) -> dict[str, Any]:
 
 
 # -- verdict -----------------------------------------------------------------------------------
-def _verdict(
-    prepared: Prepared, judged: dict[str, Any] | None, shown: dict[str, Any] | None
-) -> dict[str, Any]:
+def _verdict(judged: dict[str, Any] | None, shown: dict[str, Any] | None) -> dict[str, Any]:
     """Judged NDCG@10 when a set was given, else the debiased click metric (each part carries
     its own verdict; this picks the one that decides)."""
     if judged is not None:
