@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from embtune.errors import InvalidParams
+from embtune.schemas.task_policy import invalid_params
 
 if TYPE_CHECKING:
     from embtune.clickstream.sessions import SearchSession
@@ -106,17 +106,7 @@ class FineTuningPlugin(ABC):
         try:
             return self.params_model.model_validate(dict(raw or {}))
         except ValidationError as exc:
-            errors = [
-                {
-                    "loc": ["body", "params", *map(str, err["loc"])],
-                    "msg": err["msg"],
-                    "type": err["type"],
-                }
-                for err in exc.errors(include_url=False, include_input=False)
-            ]
-            fields = ", ".join(".".join(e["loc"][1:]) for e in errors)
-            message = f"invalid params for plugin {self.name!r}: {fields}"
-            raise InvalidParams(message, errors) from None
+            raise invalid_params(exc, f"invalid params for plugin {self.name!r}") from None
 
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()

@@ -60,18 +60,26 @@ def split_policy(params: Mapping[str, Any] | None) -> tuple[TaskPolicy, dict[str
     try:
         policy = TaskPolicy.model_validate(policy_raw)
     except ValidationError as exc:
-        errors = [
-            {
-                # the cross-field check has no location of its own: it is about promote_if
-                "loc": ["body", "params", *(map(str, err["loc"] or ["promote_if"]))],
-                "msg": err["msg"],
-                "type": err["type"],
-            }
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        fields = ", ".join(".".join(e["loc"][1:]) for e in errors)
-        raise InvalidParams(f"invalid task params: {fields}", errors) from None
+        # the cross-field check has no location of its own: it is about promote_if
+        raise invalid_params(exc, "invalid task params", default_loc="promote_if") from None
     return policy, raw
+
+
+def invalid_params(exc: ValidationError, prefix: str, default_loc: str = "") -> InvalidParams:
+    """A validation error of some params as the API's 422: each error's location under
+    `body.params`, and a message naming the fields. Shared by the task policy and every
+    plugin's params model."""
+    fallback = [default_loc] if default_loc else []
+    errors = [
+        {
+            "loc": ["body", "params", *map(str, err["loc"] or fallback)],
+            "msg": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    fields = ", ".join(".".join(e["loc"][1:]) for e in errors)
+    return InvalidParams(f"{prefix}: {fields}", errors)
 
 
 def merge_policy(policy: TaskPolicy, params: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel
+
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskStatus, Transition
@@ -86,7 +88,7 @@ class TaskService:
         """Returns (task, created). Same key and same body → the existing task; else 409."""
         model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
-        normalized = self._params(plugin, params)[1]
+        normalized = self._params(plugin, params)[2]
         if batch_id is not None and self.clickstream is not None:
             self.clickstream.batch(batch_id)  # unknown batch → 404 now, not a refusal later
         fingerprint = request_fingerprint(
@@ -142,12 +144,12 @@ class TaskService:
 
     def _params(
         self, plugin: FineTuningPlugin, params: dict[str, Any] | None
-    ) -> tuple[TaskPolicy, dict[str, Any]]:
+    ) -> tuple[TaskPolicy, BaseModel, dict[str, Any]]:
         """The lifecycle's policy (its evaluation set resolved to an id, so a task names the set
-        it was created with) and the params as stored: the method's, normalized, plus the
-        policy's. Each bad field is named (422)."""
+        it was created with), the method's validated params, and the params as stored: the
+        method's, normalized, plus the policy's. Each bad field is named (422)."""
         policy, method_params = split_policy(params)
-        normalized = plugin.validate_params(method_params).model_dump(mode="json")
+        validated = plugin.validate_params(method_params)
         if policy.evaluation_set_id is not None:
             try:
                 policy.evaluation_set_id = self.evaluation_sets.resolve_id(
@@ -159,7 +161,7 @@ class TaskService:
                     f"params.evaluation_set_id: {exc.detail}",
                     [{"loc": loc, "msg": exc.detail, "type": "not_found"}],
                 ) from None
-        return policy, merge_policy(policy, normalized)
+        return policy, validated, merge_policy(policy, validated.model_dump(mode="json"))
 
     def _model(self, model_id: str) -> EmbeddingModel:
         """Registered models never change and are never deleted (tasks reference them), so
@@ -188,8 +190,7 @@ class TaskService:
         """What `create` with this body would train on — validated the same way, stores nothing."""
         model = self._model(embedding_model_id)
         plugin = self.plugins.get_trainable(model.plugin_name)
-        policy, normalized = self._params(plugin, params)
-        validated = plugin.validate_params(split_policy(normalized)[1])
+        policy, validated, normalized = self._params(plugin, params)
         data = None
         if plugin.uses_clickstream and self.clickstream is not None:
             data = (
