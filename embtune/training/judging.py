@@ -51,7 +51,7 @@ def judge(prepared: Prepared, before: CatalogueRanking, after: CatalogueRanking,
     clicks: dict[str, Any] = {"split": "query"}
     full = _full_catalogue(prepared, before, after, seed)
     if full is not None:
-        clicks["full_catalogue"] = full["summary"]
+        clicks["full_catalogue"] = full
     shown = _shown_lists(prepared, before, after, seed)
     if shown is not None:
         _check_against_catalogue(shown, full)
@@ -59,13 +59,13 @@ def judge(prepared: Prepared, before: CatalogueRanking, after: CatalogueRanking,
     report["clicks"] = clicks
     judged = _judged(prepared, before, after, seed)
     if judged is not None:
-        report["judged"] = judged["summary"]
+        report["judged"] = judged
         headline = judged
     else:
         headline = full
     if headline is not None:
         for key in ("before", "after", "delta", "per_query"):
-            report[key] = headline["summary"][key]
+            report[key] = headline[key]
     report["verdict"] = _verdict(judged, shown)
     return _strip_private(report)
 
@@ -88,7 +88,7 @@ def _judged(
     summary["evaluation_set"] = {"id": judged.id, "name": judged.name}
     summary["queries"] = len(ids)
     summary["queries_without_catalogued_items"] = prepared.judged_dropped
-    return {"summary": summary}
+    return summary
 
 
 # -- clicks over the whole catalogue ----------------------------------------------------------
@@ -103,7 +103,7 @@ def _full_catalogue(
     summary = _comparison(*reports, dict(prepared.queries), "c:", seed)
     summary["queries"] = len(ids)
     summary["note"] = FULL_CATALOGUE_NOTE
-    return {"summary": summary}
+    return summary
 
 
 def _comparison(
@@ -208,7 +208,7 @@ def _check_against_catalogue(shown: dict[str, Any], full: dict[str, Any] | None)
     it may only withdraw a `better`, never make a `worse`."""
     if shown["verdict"] != "better" or full is None:
         return
-    low, high = full["summary"]["ci95"]["ndcg@10"]
+    low, high = full["ci95"]["ndcg@10"]
     if high < 0:
         shown["verdict"] = "inconclusive"
         shown["reason"] += (
@@ -275,7 +275,7 @@ def _verdict(judged: dict[str, Any] | None, shown: dict[str, Any] | None) -> dic
     """Judged NDCG@10 when a set was given, else the debiased click metric (each part carries
     its own verdict; this picks the one that decides)."""
     if judged is not None:
-        part = judged["summary"]
+        part = judged
         basis, metric = "judged", "ndcg@10"
         before, after = part["before"]["ndcg@10"], part["after"]["ndcg@10"]
         evaluation_set = part["evaluation_set"]
