@@ -146,6 +146,20 @@ class Settings(BaseSettings):
         "EMBTUNE_DATA_DIR/models on local or shared disk.",
     )
 
+    qdrant_url: str | None = Field(
+        None,
+        description="Qdrant server for the qdrant sink (http://host:6333). Default: Qdrant's "
+        "local mode under EMBTUNE_DATA_DIR/qdrant (one process: the embedded service).",
+    )
+    qdrant_api_key: SecretStr | None = Field(None, description="API key for EMBTUNE_QDRANT_URL.")
+    sink_retention: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Complete collections a sink keeps besides the live one, for rollback; "
+        "older ones are deleted after each reindex.",
+    )
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:

@@ -7,6 +7,7 @@ else constructs engines, brokers or services.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 
 import dramatiq
@@ -24,9 +25,13 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
+from embtune.services.reindex import ReindexService
+from embtune.services.reindex_run import ReindexRun
 from embtune.services.runner import TaskRunner
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
+from embtune.sinks.base import SinkContext
+from embtune.sinks.registry import SinkRegistry
 from embtune.storage import migrate
 from embtune.storage.db import Database, DbTimeouts, make_engine
 
@@ -86,6 +91,8 @@ class Runtime:
     catalogue: CatalogueService
     evaluation_sets: EvaluationSetService
     aliases: AliasService
+    sinks: SinkRegistry
+    reindex: ReindexService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
 
@@ -112,6 +119,16 @@ class Runtime:
         )
         models = ModelRegistry(db, plugins, settings.allowed_model_roots, artifacts, areas)
         tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
+        sinks = SinkRegistry.discover(
+            SinkContext(
+                data_dir=settings.data_dir.resolve(),
+                qdrant_url=settings.qdrant_url,
+                qdrant_api_key=(
+                    settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+                ),
+            )
+        )
+        cache_dir = settings.data_dir.resolve() / "cache" / "embeddings"
         runner = TaskRunner(
             db,
             plugins,
@@ -119,7 +136,10 @@ class Runtime:
             heartbeat_interval_s=settings.heartbeat_interval_s,
             clickstream=clickstream,
             requeue=tasks.send,
-            cache_dir=settings.data_dir.resolve() / "cache" / "embeddings",
+            cache_dir=cache_dir,
+            reindex=ReindexRun(
+                db, sinks, artifacts, cache_dir=cache_dir, retention=settings.sink_retention
+            ),
         )
         recovery = Recovery(
             db,
@@ -130,6 +150,8 @@ class Runtime:
             redeliver_after_s=settings.redeliver_after_s,
             artifacts=artifacts,
         )
+        weights = ModelWeights(models)
+        aliases = AliasService(db)
         return cls(
             settings=settings,
             db=db,
@@ -138,14 +160,16 @@ class Runtime:
             dispatcher=dispatcher,
             artifacts=artifacts,
             models=models,
-            weights=ModelWeights(models),
+            weights=weights,
             tasks=tasks,
             runner=runner,
             recovery=recovery,
             clickstream=clickstream,
             catalogue=CatalogueService(db, settings),
             evaluation_sets=EvaluationSetService(db),
-            aliases=AliasService(db),
+            aliases=aliases,
+            sinks=sinks,
+            reindex=ReindexService(db, tasks, sinks, aliases, weights),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -183,4 +207,7 @@ class Runtime:
             self._worker.stop(timeout=int(self.settings.abort_grace_s * 1000))
         self.tasks.marks.close()
         self.broker.broker.close()
+        qdrant = sys.modules.get("embtune.sinks.qdrant")  # imported only once a sink was used
+        if qdrant is not None:
+            qdrant.close_local_clients()  # local mode holds a file lock per data dir
         self.db.dispose()

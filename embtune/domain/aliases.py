@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 class AliasAction(enum.StrEnum):
@@ -21,6 +22,8 @@ class Alias:
     version: int  # number of changes so far; the compare-and-set guard
     updated_at: datetime
     updated_by: str  # `user:<name>`, `api` or `task:<id>`
+    # the vector sink the alias serves from (a stored sink config), or None
+    sink: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

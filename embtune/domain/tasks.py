@@ -4,7 +4,7 @@ Every status change anywhere in embtune is one of `Transition`, creation include
 `create` into the insert that writes the first status, and every other one into a compare-and-set
 `UPDATE … WHERE status IN (sources)`, so racing workers, cancels and restarts can only ever
 produce the states this table allows. Nothing here knows what a task does (fine-tuning today):
-the table is about a task's lifecycle, so another kind of task can share it.
+the table is about a task's lifecycle, which every `TaskKind` shares.
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+class TaskKind(enum.StrEnum):
+    """What a task computes; every kind shares the one lifecycle below."""
+
+    fine_tuning = "fine_tuning"  # tune a model on a batch of sessions
+    reindex = "reindex"  # write a model's catalogue vectors into a sink and switch its alias
 
 
 class TaskStatus(enum.StrEnum):
@@ -99,6 +106,7 @@ class TaskEventKind(enum.StrEnum):
     run = "run"  # a note about the run that changes no status (batch released, run stopped)
     verdict = "verdict"  # the before/after verdict a finished run reached, with its interval
     promotion = "promotion"  # whether the tuned model was promoted to an alias, and why
+    switch = "switch"  # a reindex switched its sink's alias to the collection it wrote
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class Task:
     heartbeat_at: datetime | None
     dispatched_at: datetime | None
     worker_id: str | None
+    kind: TaskKind = TaskKind.fine_tuning
 
 
 @dataclass(frozen=True)

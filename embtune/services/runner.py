@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from embtune import allocator
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.tasks import Task, TaskEventKind, Transition
+from embtune.domain.tasks import Task, TaskEventKind, TaskKind, Transition
 from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
 from embtune.outage_log import OutageLog
 from embtune.plugins.base import (
@@ -42,6 +42,8 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.live_run import LiveRun, final_progress
 from embtune.services.promotion import Promotion
+from embtune.services.reindex_run import ReindexRun, Written
+from embtune.sinks.base import SinkError
 from embtune.storage.aliases_repo import AliasRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
@@ -67,6 +69,7 @@ class TaskRunner:
         clickstream: ClickstreamService | None = None,
         requeue: Callable[[str, str], None] | None = None,
         cache_dir: Path | None = None,
+        reindex: ReindexRun | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
@@ -79,6 +82,7 @@ class TaskRunner:
         self.models = ModelRepository()
         self.evaluation_sets = EvaluationSetService(db)
         self.promotion = Promotion(self.tasks, AliasRepository())
+        self.reindex = reindex
 
     # -- entry point (called by the actor) ------------------------------------------------------
     def handle(self, task_id: str, message_id: str) -> None:
@@ -113,7 +117,7 @@ class TaskRunner:
             self._hand_back(live, "worker shut down during the run; re-queued")
         except Interrupt:  # dramatiq-abort's Abort: canceled and did not stop in time
             self._finish(live, Transition.fail, detail="run interrupted by an abort request")
-        except ArtifactStoreError as exc:
+        except (ArtifactStoreError, SinkError) as exc:
             log.error("task %s failed: %s", task_id, exc.detail)
             self._finish(live, Transition.fail, detail=exc.detail)
         except Exception as exc:
@@ -141,6 +145,9 @@ class TaskRunner:
             return self.tasks.claim(session, task_id, message_id, worker_identity(), utcnow())
 
     def _run(self, task: Task, live: LiveRun, staging: Path) -> None:
+        if task.kind is TaskKind.reindex:
+            self._run_reindex(task, live)
+            return
         with self.db.read() as session:
             model = self.models.get(session, task.embedding_model_id)
         if model is None:
@@ -238,6 +245,39 @@ class TaskRunner:
         except BaseException:
             self.artifacts.unpublish(published)
             raise
+
+    def _run_reindex(self, task: Task, live: LiveRun) -> None:
+        """Write the collection (dropped again on any way out), then switch the sink's alias
+        and mark the task done in one transaction that holds the task row: a cancel lands
+        before the switch or after "done", never between."""
+        if self.reindex is None:
+            raise TaskRefused("this worker has no vector sinks configured")
+        written: Written = self.reindex.write(task, live)
+        try:
+            with live.writing, self.db.transaction() as session:
+                self._flush_messages(session, live)
+                owned = self.tasks.get(session, task.id, lock=True)
+                if owned is None or not self.tasks.is_owned(session, task.id, live.message_id):
+                    raise TaskStopped("task left processing before its sink was switched")
+                self.reindex.switch(session, written)
+                done = self.tasks.apply(
+                    session,
+                    task.id,
+                    Transition.complete,
+                    message_id=live.message_id,
+                    message=f"wrote {written.rows} vectors into {written.collection}",
+                    values={
+                        "metrics": written.metrics,
+                        "finished_at": utcnow(),
+                        "progress": final_progress(live, "done"),
+                    },
+                )
+                if done is None:
+                    raise TaskStopped("task left processing before its sink was switched")
+        except BaseException:
+            self.reindex.undo(written)
+            raise
+        self.reindex.retire(written)
 
     def _finish(self, live: LiveRun, transition: Transition, *, detail: str) -> None:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskStatus, Transition
+from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskKind, TaskStatus, Transition
 from embtune.errors import Conflict, InvalidParams, NotFound
 from embtune.plugins.base import FineTuningPlugin
 from embtune.plugins.registry import PluginRegistry
@@ -48,6 +48,11 @@ RUN_FIELDS_RESET: dict[str, Any] = {
 
 def done_restart_detail(task: Task) -> str:
     """Why a done task cannot be restarted, and what to do instead."""
+    if task.kind is TaskKind.reindex:
+        return (
+            f"task {task.id} is done: its sink serves what it wrote. A done task cannot be "
+            "restarted; to write the vectors again, create a new reindex task"
+        )
     batch = f" (batch_id {task.batch_id})" if task.batch_id else ""
     return (
         f"task {task.id} is done and keeps its result, model {task.result_model_id}; a done "
@@ -231,11 +236,11 @@ class TaskService:
         }
 
     # -- read ---------------------------------------------------------------------------------
-    def get(self, task_id: str) -> Task:
+    # Every kind of task shares these verbs; each kind's API names its kind, and a task of
+    # another kind is not found there (a reindex task is not a fine-tuning task).
+    def get(self, task_id: str, kind: TaskKind = TaskKind.fine_tuning) -> Task:
         with self.db.read() as session:
-            task = self.tasks.get(session, task_id)
-        if task is None:
-            raise NotFound(f"task {task_id!r} not found")
+            task = _of_kind(self.tasks.get(session, task_id), task_id, kind)
         return task
 
     def page(
@@ -245,6 +250,7 @@ class TaskService:
         limit: int,
         status: TaskStatus | None = None,
         embedding_model_id: str | None = None,
+        kind: TaskKind = TaskKind.fine_tuning,
     ) -> tuple[list[Task], int]:
         with self.db.read() as session:
             return self.tasks.page(
@@ -253,16 +259,16 @@ class TaskService:
                 limit=limit,
                 status=status,
                 embedding_model_id=embedding_model_id,
+                kind=kind,
             )
 
-    def events(self, task_id: str) -> list[TaskEvent]:
+    def events(self, task_id: str, kind: TaskKind = TaskKind.fine_tuning) -> list[TaskEvent]:
         with self.db.read() as session:
-            if self.tasks.get(session, task_id) is None:
-                raise NotFound(f"task {task_id!r} not found")
+            _of_kind(self.tasks.get(session, task_id), task_id, kind)
             return self.tasks.events(session, task_id)
 
     # -- restart ------------------------------------------------------------------------------
-    def restart(self, task_id: str) -> Task:
+    def restart(self, task_id: str, kind: TaskKind = TaskKind.fine_tuning) -> Task:
         """A pending, failed, refused or canceled task goes back to `pending` under a new message
         id; the old message, if it is still queued, no longer matches and is ignored by the
         worker. A processing task is left as it is. A done task is refused (409): its result
@@ -270,9 +276,7 @@ class TaskService:
         tuning again is a new task on the same batch."""
         message_id = new_id()
         with self.db.transaction() as session:
-            task = self.tasks.get(session, task_id, lock=True)
-            if task is None:
-                raise NotFound(f"task {task_id!r} not found")
+            task = _of_kind(self.tasks.get(session, task_id, lock=True), task_id, kind)
             if task.status is TaskStatus.processing:
                 return task
             if task.status is TaskStatus.done:
@@ -290,11 +294,9 @@ class TaskService:
         return restarted
 
     # -- cancel -------------------------------------------------------------------------------
-    def cancel(self, task_id: str) -> Task:
+    def cancel(self, task_id: str, kind: TaskKind = TaskKind.fine_tuning) -> Task:
         with self.db.transaction() as session:
-            task = self.tasks.get(session, task_id, lock=True)
-            if task is None:
-                raise NotFound(f"task {task_id!r} not found")
+            task = _of_kind(self.tasks.get(session, task_id, lock=True), task_id, kind)
             if task.status is TaskStatus.canceled:
                 return task
             if task.status in RUN_OUTCOMES:
@@ -317,3 +319,9 @@ class TaskService:
             except Exception as exc:  # the run still stops: it sees `canceled` at its next check
                 log.warning("abort signal for task %s failed: %s", task_id, exc)
         return canceled
+
+
+def _of_kind(task: Task | None, task_id: str, kind: TaskKind) -> Task:
+    if task is None or task.kind is not kind:
+        raise NotFound(f"task {task_id!r} not found")
+    return task

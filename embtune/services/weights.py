@@ -69,6 +69,11 @@ class ModelWeights:
                                convert_to_numpy=True)
         return [[round(float(x), 6) for x in row] for row in vectors]
 
+    def query_vector(self, model_id: str, text: str) -> Any:
+        """One query's L2-normalised float32 vector (numpy), through the model's query prompt."""
+        model = self._load(model_id)
+        return model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)[0]
+
     def _load(self, model_id: str) -> Any:
         with self._lock:
             if model_id in self._cache:

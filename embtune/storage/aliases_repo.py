@@ -39,6 +39,7 @@ def _to_alias(row: Row) -> Alias:
         version=row.version,
         updated_at=row.updated_at,
         updated_by=row.updated_by,
+        sink=getattr(row, "sink", None),
     )
 
 

@@ -58,6 +58,8 @@ class TaskRow(Base):
     __tablename__ = "tasks"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # `TaskKind`: what the run computes (the lifecycle is the same for every kind)
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'fine_tuning'"))
     status: Mapped[str] = mapped_column(String(16))
     embedding_model_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("embedding_models.id", ondelete="RESTRICT")
@@ -84,6 +86,7 @@ class TaskRow(Base):
     __table_args__ = (
         # newest-first pages, with and without a status / model filter
         Index("ix_tasks_created", "created_at", "id"),
+        Index("ix_tasks_kind_created", "kind", "created_at", "id"),
         Index("ix_tasks_status_created", "status", "created_at", "id"),
         Index("ix_tasks_model_created", "embedding_model_id", "created_at", "id"),
         # recovery scans only live tasks
@@ -99,12 +102,13 @@ class TaskRow(Base):
 
 
 class TaskCountRow(Base):
-    """How many tasks each (model, status) holds, kept in step with `tasks` by the transactions
+    """How many tasks each (kind, model, status) holds, kept in step with `tasks` by the transactions
     that change a status, so a filtered list's total is a few-row sum rather than a count over
     up to a million index entries."""
 
     __tablename__ = "task_counts"
 
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     embedding_model_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -299,6 +303,9 @@ class AliasRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(200))
+    # the vector sink this alias serves from (a validated sink config), or None: promoting a
+    # model to an alias with a sink reindexes that sink, and the alias is live once it is done
+    sink: Mapped[dict[str, Any] | None]
 
 
 class AliasChangeRow(Base):
@@ -320,3 +327,33 @@ class AliasChangeRow(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("alias", "version", name="uq_alias_changes_version"),)
+
+
+# -- vector sinks -----------------------------------------------------------------------------------
+
+
+class SinkCollectionRow(Base):
+    """A collection (Qdrant) or prefix (Parquet) a reindex task wrote into a sink.
+
+    `state`: `writing` while a run fills it, `complete` once written and counted, `live` while
+    the sink's alias points to it, `retired` after the alias moved on (kept for rollback, up to
+    the retention setting), `dropped` once deleted from the sink."""
+
+    __tablename__ = "sink_collections"
+
+    sink_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    collection: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sink_type: Mapped[str] = mapped_column(String(50))
+    sink: Mapped[dict[str, Any]]
+    model_id: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    items: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_sink_collections_model", "model_id", "state", "updated_at"),
+        Index("ix_sink_collections_sink", "sink_key", "state", "updated_at"),
+    )

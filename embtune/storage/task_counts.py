@@ -1,4 +1,4 @@
-"""Per-(model, status) task tallies: what makes `X-Total-Count` O(1) at a million tasks.
+"""Per-(kind, model, status) task tallies: what makes `X-Total-Count` O(1) at a million tasks.
 
 A status change records a delta in the session; the deltas are written by one upsert per key
 just before the transaction commits, in key order. Writing them last keeps the counter rows
@@ -24,27 +24,29 @@ _PENDING = "embtune.task_count_deltas"
 
 
 def record(
-    session: Session, embedding_model_id: str, old: str | None, new: str | None
+    session: Session, kind: str, embedding_model_id: str, old: str | None, new: str | None
 ) -> None:
-    """Note that one task of `embedding_model_id` moved from `old` to `new` (None: no status)."""
+    """Note that one `kind` task of `embedding_model_id` moved from `old` to `new` (None: no
+    status)."""
     if old == new:
         return
-    deltas: Counter[tuple[str, str]] = session.info.setdefault(_PENDING, Counter())
+    deltas: Counter[tuple[str, str, str]] = session.info.setdefault(_PENDING, Counter())
     if old is not None:
-        deltas[(embedding_model_id, old)] -= 1
+        deltas[(kind, embedding_model_id, old)] -= 1
     if new is not None:
-        deltas[(embedding_model_id, new)] += 1
+        deltas[(kind, embedding_model_id, new)] += 1
 
 
 def upsert(dialect: str, rows: Select[Any] | None = None) -> Any:
-    """INSERT … ON CONFLICT adding `n` to a tally: of bound values, or of the (model, status,
-    n) rows of `rows` (the PostgreSQL create folds its tally into its insert this way)."""
+    """INSERT … ON CONFLICT adding `n` to a tally: of bound values, or of the (kind, model,
+    status, n) rows of `rows` (the PostgreSQL create folds its tally into its insert this way)."""
     table = TaskCountRow.__table__
     stmt = insert_on_conflict(dialect, table)
     if rows is not None:
-        stmt = stmt.from_select(["embedding_model_id", "status", "n"], rows)
+        stmt = stmt.from_select(["kind", "embedding_model_id", "status", "n"], rows)
     return stmt.on_conflict_do_update(
-        index_elements=["embedding_model_id", "status"], set_={"n": table.c.n + stmt.excluded.n}
+        index_elements=["kind", "embedding_model_id", "status"],
+        set_={"n": table.c.n + stmt.excluded.n},
     )
 
 
@@ -53,12 +55,12 @@ _UPSERT = {name: upsert(name) for name in ("postgresql", "sqlite")}
 
 @event.listens_for(Session, "before_commit")
 def _write_deltas(session: Session) -> None:
-    deltas: Counter[tuple[str, str]] | None = session.info.pop(_PENDING, None)
+    deltas: Counter[tuple[str, str, str]] | None = session.info.pop(_PENDING, None)
     if not deltas:
         return
     rows = [
-        {"embedding_model_id": model_id, "status": status, "n": delta}
-        for (model_id, status), delta in sorted(deltas.items())
+        {"kind": kind, "embedding_model_id": model_id, "status": status, "n": delta}
+        for (kind, model_id, status), delta in sorted(deltas.items())
         if delta
     ]
     stmt = _UPSERT[dialect_name(session)]
@@ -72,10 +74,16 @@ def _drop_deltas(session: Session) -> None:
 
 
 def total(
-    session: Session, *, status: str | None = None, embedding_model_id: str | None = None
+    session: Session,
+    *,
+    status: str | None = None,
+    embedding_model_id: str | None = None,
+    kind: str | None = None,
 ) -> int:
-    """Tasks matching the filters: a sum over at most one small row per (model, status)."""
+    """Tasks matching the filters: a sum over at most one small row per (kind, model, status)."""
     query = select(func.coalesce(func.sum(TaskCountRow.n), 0))
+    if kind is not None:
+        query = query.where(TaskCountRow.kind == kind)
     if status is not None:
         query = query.where(TaskCountRow.status == status)
     if embedding_model_id is not None:
@@ -93,8 +101,9 @@ def by_status(session: Session) -> dict[str, int]:
 
 
 RECOUNT_SQL = (
-    "INSERT INTO task_counts (embedding_model_id, status, n) "
-    "SELECT embedding_model_id, status, count(*) FROM tasks GROUP BY embedding_model_id, status"
+    "INSERT INTO task_counts (kind, embedding_model_id, status, n) "
+    "SELECT kind, embedding_model_id, status, count(*) FROM tasks "
+    "GROUP BY kind, embedding_model_id, status"
 )
 
 

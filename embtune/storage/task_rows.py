@@ -10,7 +10,15 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, literal, null, select, update
 
-from embtune.domain.tasks import Progress, Task, TaskEvent, TaskEventKind, TaskStatus, Transition
+from embtune.domain.tasks import (
+    Progress,
+    Task,
+    TaskEvent,
+    TaskEventKind,
+    TaskKind,
+    TaskStatus,
+    Transition,
+)
 from embtune.storage import task_counts
 from embtune.storage.tables import TaskEventRow, TaskRow
 from embtune.storage.upsert import insert_on_conflict
@@ -61,7 +69,7 @@ def _insert_task_with_event() -> Any:
     # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
     # is the create's last before COMMIT, so it never waits for anything while holding it
     tally = task_counts.upsert(
-        "postgresql", select(task.c.embedding_model_id, task.c.status, literal(1))
+        "postgresql", select(task.c.kind, task.c.embedding_model_id, task.c.status, literal(1))
     ).cte("created_tally")
     return select(task).add_cte(event).add_cte(tally)
 
@@ -92,6 +100,7 @@ def to_task(row: Any) -> Task:
         heartbeat_at=row.heartbeat_at,
         dispatched_at=row.dispatched_at,
         worker_id=row.worker_id,
+        kind=TaskKind(row.kind),
     )
 
 

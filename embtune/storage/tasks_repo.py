@@ -23,6 +23,7 @@ from embtune.domain.tasks import (
     Task,
     TaskEvent,
     TaskEventKind,
+    TaskKind,
     TaskStatus,
     Transition,
 )
@@ -62,13 +63,16 @@ class TaskRepository:
             raise ValueError("a new task's status is Transition.create's target, not a value")
         params = {c.name: values.get(c.name) for c in TASKS.c}
         params["status"] = Transition.create.target.value
+        params["kind"] = TaskKind(values.get("kind") or TaskKind.fine_tuning).value
         if dialect_name(session) == "postgresql":
             row = session.execute(INSERT_TASK_WITH_EVENT, params).first()
         else:
             row = session.execute(INSERT_TASK["sqlite"], params).first()
             if row is not None:
                 self._add_transition_event(session, row.id, None, Transition.create, "")
-                task_counts.record(session, row.embedding_model_id, None, row.status)
+                task_counts.record(
+                    session, row.kind, row.embedding_model_id, None, row.status
+                )
         return to_task(row) if row is not None else None
 
     def get(self, session: Session, task_id: str, *, lock: bool = False) -> Task | None:
@@ -89,9 +93,11 @@ class TaskRepository:
         limit: int,
         status: TaskStatus | None = None,
         embedding_model_id: str | None = None,
+        kind: TaskKind = TaskKind.fine_tuning,
     ) -> tuple[list[Task], int]:
-        """Newest first with the id as tie-break, so offsets are stable between pages."""
-        conditions = []
+        """Newest first with the id as tie-break, so offsets are stable between pages; one kind
+        of task at a time (each kind has its own list)."""
+        conditions = [TaskRow.kind == kind.value]
         if status is not None:
             conditions.append(TaskRow.status == status.value)
         if embedding_model_id is not None:
@@ -108,6 +114,7 @@ class TaskRepository:
             session,
             status=status.value if status is not None else None,
             embedding_model_id=embedding_model_id,
+            kind=kind.value,
         )
         return [to_task(r) for r in rows], total
 
@@ -141,13 +148,13 @@ class TaskRepository:
         # Lock the row so the event's from-status is the one the update replaced (PostgreSQL);
         # SQLite write transactions are already serialized by BEGIN IMMEDIATE.
         found = session.execute(
-            select(TaskRow.status, TaskRow.embedding_model_id)
+            select(TaskRow.status, TaskRow.embedding_model_id, TaskRow.kind)
             .where(TaskRow.id == task_id)
             .with_for_update()
         ).first()
         if found is None:
             return None
-        current, model_id = found
+        current, model_id, kind = found
         now = utcnow()
         where = [
             TaskRow.id == task_id,
@@ -164,7 +171,7 @@ class TaskRepository:
         )
         if result.rowcount != 1:
             return None
-        task_counts.record(session, model_id, current, transition.target.value)
+        task_counts.record(session, kind, model_id, current, transition.target.value)
         self._add_transition_event(session, task_id, TaskStatus(current), transition, message)
         task = self.get(session, task_id)
         assert task is not None

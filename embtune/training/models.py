@@ -27,9 +27,12 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(source: str, max_seq_length: int, device: str | None = None) -> SentenceTransformer:
+def load_model(
+    source: str, max_seq_length: int | None, device: str | None = None
+) -> SentenceTransformer:
     """Load a model source (`builtin:<alias>` or an absolute local directory), never touching
-    the network.
+    the network; `max_seq_length` None keeps the length the model was saved with (a tuned
+    iteration is saved with the length it was trained and evaluated at).
 
     Sources resolve through `embtune.artifacts.resolve_source`, the same check the API applies
     when a model is registered. Hub names are refused on purpose: workers run without internet,
@@ -42,5 +45,6 @@ def load_model(source: str, max_seq_length: int, device: str | None = None) -> S
     os.environ["HF_HUB_OFFLINE"] = "1"
     silence_library_progress()
     model = SentenceTransformer(str(path), device=device or pick_device(), local_files_only=True)
-    model.max_seq_length = max_seq_length
+    if max_seq_length is not None:  # None: the length the model was saved with
+        model.max_seq_length = max_seq_length
     return model

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"services"},
     {"plugins"},
-    {"training", "queue"},
+    {"training", "queue", "sinks"},
     {"storage", "artifacts"},
     {"client"},
     {"clickstream", "schemas"},

@@ -1,0 +1,1 @@
+"""Vector sinks: where a reindex task writes a model's catalogue vectors (Parquet, Qdrant)."""
