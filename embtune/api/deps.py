@@ -15,6 +15,7 @@ from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
+from embtune.services.reindex import ReindexService
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
 
@@ -51,6 +52,10 @@ async def get_evaluation_sets(request: Request) -> EvaluationSetService:
     return request.app.state.runtime.evaluation_sets
 
 
+async def get_reindex(request: Request) -> ReindexService:
+    return request.app.state.runtime.reindex
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
@@ -59,3 +64,4 @@ CatalogueDep = Annotated[CatalogueService, Depends(get_catalogue)]
 WeightsDep = Annotated[ModelWeights, Depends(get_weights)]
 EvaluationSetsDep = Annotated[EvaluationSetService, Depends(get_evaluation_sets)]
 AliasesDep = Annotated[AliasService, Depends(get_aliases)]
+ReindexDep = Annotated[ReindexService, Depends(get_reindex)]
