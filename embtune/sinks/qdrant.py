@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import httpx
 import numpy as np
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -73,7 +73,6 @@ class QdrantSink(VectorSink):
     class Config(SinkConfig):
         type: Literal["qdrant"]
         url: str | None = Field(None, description="Qdrant server; default: the service's.")
-        api_key: SecretStr | None = None
         timeout_s: float = Field(10, gt=0, le=600)
         batch: int = Field(512, ge=1, le=10000, description="Points per upsert request.")
 
@@ -90,8 +89,9 @@ class QdrantSink(VectorSink):
         url = self.config.url or context.qdrant_url
         self.url = url.rstrip("/") if url else None
         self.path = None if url else os.path.abspath(context.data_dir / "qdrant")
-        key = self.config.api_key.get_secret_value() if self.config.api_key else None
-        self._api_key = key or context.qdrant_api_key
+        # the key is a service setting (EMBTUNE_QDRANT_API_KEY), never part of a sink config:
+        # configs are stored with tasks and aliases, and secrets stay out of the database
+        self._api_key = context.qdrant_api_key
         self._server: QdrantClient | None = None
         self._server_guard = threading.Lock()
 

@@ -142,8 +142,9 @@ def test_concurrent_writers_share_the_local_client(sink: QdrantSink) -> None:
 def test_key_has_no_secret(context: SinkContext) -> None:
     local = QdrantSink(QdrantSink.Config(type="qdrant"), context)
     assert local.key == f"qdrant:local:{context.data_dir / 'qdrant'}/catalogue"
-    config = QdrantSink.Config(type="qdrant", url="https://q.example:6333/", api_key="s3cret")
-    server = QdrantSink(config, context)
+    config = QdrantSink.Config(type="qdrant", url="https://q.example:6333/")
+    keyed = SinkContext(data_dir=context.data_dir, qdrant_api_key="s3cret")
+    server = QdrantSink(config, keyed)
     assert server.key == "qdrant:https://q.example:6333/catalogue"
     service = SinkContext(data_dir=context.data_dir, qdrant_url="http://qdrant:6333")
     assert QdrantSink(QdrantSink.Config(type="qdrant"), service).key == (
@@ -153,10 +154,8 @@ def test_key_has_no_secret(context: SinkContext) -> None:
 
 @pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 def test_unreachable_server_is_a_sink_error_without_the_api_key(context: SinkContext) -> None:
-    config = QdrantSink.Config(
-        type="qdrant", url="http://127.0.0.1:9", api_key="s3cret", timeout_s=1
-    )
-    sink = QdrantSink(config, context)
+    config = QdrantSink.Config(type="qdrant", url="http://127.0.0.1:9", timeout_s=1)
+    sink = QdrantSink(config, SinkContext(data_dir=context.data_dir, qdrant_api_key="s3cret"))
     try:
         with pytest.raises(SinkError) as caught:
             sink.live()
@@ -166,3 +165,13 @@ def test_unreachable_server_is_a_sink_error_without_the_api_key(context: SinkCon
             sink.write("c", ["x"], unit_rows(1), ["h"], "m")
     finally:
         sink.close()
+
+
+def test_an_api_key_in_a_sink_config_is_refused(context: SinkContext) -> None:
+    """Sink configs are stored with tasks and aliases: the key is a service setting only."""
+    from embtune.errors import InvalidParams
+    from embtune.sinks.registry import SinkRegistry
+
+    with pytest.raises(InvalidParams) as caught:
+        SinkRegistry.discover(context).validate({"type": "qdrant", "api_key": "s3cret"})
+    assert caught.value.errors[0]["loc"] == ["body", "sink", "api_key"]
