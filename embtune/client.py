@@ -17,6 +17,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from embtune.client_reindex import ReindexClientMixin
 from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
 from embtune.schemas.evaluation_sets import EvaluationSetDetail, EvaluationSetPublic
@@ -84,7 +85,7 @@ class Page(Generic[T]):
     total: int
 
 
-class Client:
+class Client(ReindexClientMixin):
     def __init__(
         self,
         url: str | None = None,
@@ -343,6 +344,11 @@ class Client:
     # -- catalogue and clickstream ----------------------------------------------------------------
     def upsert_items(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/items", json={"items": list(items)})
+
+    def delete_items(self, object_ids: Iterable[str]) -> int:
+        """Remove items from the catalogue; how many existed."""
+        return self._json("POST", "/api/v1/items/delete",
+                          json={"object_ids": list(object_ids)})["deleted"]
 
     def get_item(self, object_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/items/{object_id}")

@@ -136,3 +136,23 @@ def items_import(
         soft_wrap=True,
         highlight=False,
     )
+
+
+@app.command("delete")
+def items_delete(
+    object_ids: Annotated[list[str], typer.Argument(help="Object ids to remove.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Remove items from the catalogue; the next incremental reindex removes them from its
+    sink. Unknown ids are skipped."""
+    try:
+        with Client(url) as api:
+            deleted = sum(
+                api.delete_items(object_ids[start : start + 1000])
+                for start in range(0, len(object_ids), 1000)
+            )
+    except ApiError as exc:
+        fail(f"could not delete items: {format_detail(exc.detail)}")
+    out_console().print(
+        f"deleted {deleted} of {len(object_ids)} items", highlight=False, soft_wrap=True
+    )

@@ -82,6 +82,14 @@ class ItemsUpsert(_Request):
     items: list[ItemIn] = Field(min_length=1, max_length=1000)
 
 
+class ItemsDelete(_Request):
+    object_ids: list[ExternalId] = Field(min_length=1, max_length=1000)
+
+
+class ItemsDeleted(BaseModel):
+    deleted: int  # how many of the named items existed
+
+
 class ItemsUpserted(BaseModel):
     inserted: int
     updated: int

@@ -45,6 +45,16 @@ class CatalogueService:
         with self.db.transaction() as session:
             return self.items.upsert(session, [dict(item) for item in items], utcnow())
 
+    def delete_items(self, object_ids: Sequence[str]) -> int:
+        """Remove items from the catalogue (the next incremental reindex removes them from its
+        sink); how many existed."""
+        with self.db.transaction() as session:
+            return self.items.delete(session, object_ids)
+
+    def delete_item(self, object_id: str) -> None:
+        if self.delete_items([object_id]) == 0:
+            raise NotFound(f"item {object_id!r} not found")
+
     def item(self, object_id: str) -> Item:
         with self.db.read() as session:
             item = self.items.get(session, object_id)

@@ -219,6 +219,8 @@ class ReindexRun:
         stats = VectorStats()
         stats.timings["precision"] = precision  # type: ignore[assignment]
         ids, texts = list(todo), list(todo.values())
+        # progress (and a cancel) at least every 5 %, and every 1024 items at most
+        piece = min(1024, max(64, len(ids) // 20))
         if full:
             from embtune.artifacts import resolve_source
 
@@ -230,12 +232,12 @@ class ReindexRun:
                 phase = "encoding catalogue"
             blocks: Iterator[tuple[list[str], np.ndarray]] = catalogue_blocks(
                 model, ids, texts, precision=precision, stats=stats, cache=cache, key=key,
-                check=writer.check,
+                check=writer.check, encode_items=piece,
             )
         else:
             phase = "encoding added and changed items"
             blocks = encode_blocks(model, ids, texts, precision=precision, stats=stats,
-                                   check=writer.check)
+                                   check=writer.check, encode_items=piece)
         for block_ids, vectors in blocks:
             writer.add(block_ids, vectors, [hashes[i] for i in block_ids], phase)
         return stats

@@ -149,6 +149,7 @@ _COLLECTION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 def collection_name(sink_name: str, model_id: str, task_id: str, attempt: int) -> str:
     """One collection per model iteration and run: `<sink>-<model>-<task>-a<attempt>`, so a
-    re-run after a crash writes beside its dead attempt instead of over what may be live."""
-    raw = f"{sink_name}-{model_id[:12]}-{task_id[:8]}-a{attempt}"
+    re-run after a crash writes beside its dead attempt instead of over what may be live.
+    (Whole ids: they are time-ordered, so their prefixes are shared.)"""
+    raw = f"{sink_name}-{model_id}-{task_id}-a{attempt}"
     return _COLLECTION_UNSAFE.sub("_", raw)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from embtune.domain.clickstream import Item, UpsertCounts
@@ -70,6 +70,15 @@ class ItemRepository:
         created = session.execute(stmt.returning(ItemRow.created_at)).scalars().all()
         inserted = sum(1 for created_at in created if created_at == now)
         return UpsertCounts(inserted=inserted, updated=len(created) - inserted)
+
+    def delete(self, session: Session, object_ids: Sequence[str]) -> int:
+        """Remove these items from the catalogue; how many existed. Sessions that showed them
+        keep their results (the history of what users saw does not change)."""
+        deleted = 0
+        for chunk in _chunks(sorted(set(object_ids)), ID_CHUNK):
+            result = session.execute(delete(ItemRow).where(ItemRow.object_id.in_(chunk)))
+            deleted += result.rowcount or 0
+        return deleted
 
     def get(self, session: Session, object_id: str) -> Item | None:
         row = session.get(ItemRow, object_id)
