@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from embtune import __version__
 from embtune.api.docs import install_docs
 from embtune.api.errors import install_error_handlers
-from embtune.api.routes import aliases, clickstream, evaluation_sets, health, items, models, tasks
+from embtune.api.routes import (
+    aliases,
+    clickstream,
+    evaluation_sets,
+    health,
+    items,
+    models,
+    reindex,
+    tasks,
+)
 from embtune.api.security import install_security
 from embtune.config import Settings
 from embtune.runtime import Runtime
@@ -54,6 +63,8 @@ def create_app(
     app.include_router(models.router)
     app.include_router(aliases.router)
     app.include_router(tasks.router)
+    app.include_router(reindex.router)
+    app.include_router(reindex.search_router)
     app.include_router(items.router)
     app.include_router(evaluation_sets.router)
     app.include_router(clickstream.router)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from embtune.cli import aliases, clickstream, evalsets, items, models, server, tasks
+from embtune.cli import aliases, clickstream, evalsets, items, models, reindex, server, tasks
 
 app = typer.Typer(
     help="Fine-tune a search engine's embedding model from its clickstream.",
@@ -26,5 +26,8 @@ app.add_typer(evalsets.app, name="evalset")
 models.app.command("evalset")(evalsets.model_evalset)
 app.add_typer(clickstream.app, name="clickstream")
 app.add_typer(tasks.app, name="task")
+app.add_typer(reindex.app, name="reindex")
+app.command("search")(reindex.search)
+models.app.command("vectors")(reindex.model_vectors)
 
 __all__ = ["app"]
