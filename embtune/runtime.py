@@ -151,7 +151,7 @@ class Runtime:
             artifacts=artifacts,
         )
         weights = ModelWeights(models)
-        aliases = AliasService(db)
+        aliases = AliasService(db, sinks, send=tasks.send)
         return cls(
             settings=settings,
             db=db,

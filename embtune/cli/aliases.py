@@ -1,15 +1,17 @@
 """`embtune alias`: stable names (e.g. `production`) for model iterations, with history.
 
 `embtune model download production` and `/embed` follow an alias, so a search engine can be
-pointed at a name and moved with `alias set` / `alias rollback`."""
+pointed at a name and moved with `alias set` / `alias rollback`. An alias with a vector sink is
+reindexed into it on every move; `alias show` says whether the sink serves it yet."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from embtune.cli.common import (
     JsonOption,
@@ -22,7 +24,7 @@ from embtune.cli.common import (
     when,
 )
 from embtune.client import DEFAULT_URL
-from embtune.schemas.aliases import AliasPublic
+from embtune.schemas.aliases import AliasPublic, AliasServing
 
 app = typer.Typer(help="Aliases: a stable name for a model iteration, with history.",
                   no_args_is_help=True)
@@ -40,15 +42,43 @@ def render(alias: AliasPublic, as_json: bool) -> None:
         show_alias(alias)
 
 
+STATE_STYLES = {"live": "green", "reindexing": "yellow", "failed": "red", "no_sink": "dim"}
+
+
+def serving_text(serving: AliasServing) -> Text:
+    """The state, coloured: a reader scanning aliases looks for the ones not live."""
+    return Text(serving.state, style=STATE_STYLES.get(serving.state, ""))
+
+
+def sink_text(sink: dict[str, Any] | None) -> Text:
+    """Plain text, never markup: a sink's URL may hold brackets."""
+    if sink is None:
+        return Text("—")
+    name = f"{sink.get('type')} {sink.get('name')!r}"
+    where = sink.get("url")
+    return Text(f"{name} at {where}" if where else name)
+
+
 def show_alias(alias: AliasPublic) -> None:
     console = out_console()
-    console.print(fields_table({
+    serving = alias.serving
+    fields: dict[str, Any] = {
         "alias": alias.name,
         "model": alias.model_id,
         "version": alias.version,
         "updated": when(alias.updated_at),
         "by": alias.updated_by,
-    }))
+        "sink": sink_text(alias.sink),
+        "serving": serving_text(serving),
+    }
+    if alias.sink is not None:
+        fields["sink serves"] = (
+            f"{serving.model_id} ({serving.collection})" if serving.model_id else "—"
+        )
+    if serving.reindex_task_id:
+        fields["reindex task"] = serving.reindex_task_id
+    fields["detail"] = serving.detail
+    console.print(fields_table(fields))
     table = Table(title="history, newest first")
     for column in ("version", "action", "model", "previous", "by", "when", "reason"):
         table.add_column(column, no_wrap=column not in ("reason",))
@@ -88,11 +118,12 @@ def list_aliases(
         print_json(page.items)
         return
     table = Table(title="aliases", caption=page_caption(offset, len(page.items), page.total))
-    for column in ("name", "model", "version", "updated", "by"):
+    for column in ("name", "model", "version", "serving", "sink", "updated", "by"):
         table.add_column(column, no_wrap=True)
     for alias in page.items:
-        table.add_row(alias.name, alias.model_id, str(alias.version), when(alias.updated_at),
-                      escape(alias.updated_by))
+        table.add_row(alias.name, alias.model_id, str(alias.version),
+                      serving_text(alias.serving), sink_text(alias.sink),
+                      when(alias.updated_at), escape(alias.updated_by))
     out_console().print(table)
 
 

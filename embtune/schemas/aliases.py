@@ -1,13 +1,22 @@
-"""Aliases on the wire: a name for a model iteration, and the history of where it pointed."""
+"""Aliases on the wire: a name for a model iteration, the history of where it pointed, and what
+its vector sink serves."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from embtune.domain.aliases import AliasAction
 from embtune.schemas.common import NO_NUL
+from embtune.schemas.json_object import JsonObject
+
+SINK_DESCRIPTION = (
+    'The vector sink the alias serves from: `{"type": "parquet" | "qdrant", "name"?: …, …}` '
+    "(each sink type's own fields; secrets are not stored). Each move of the alias then "
+    "reindexes the model it points at into the sink. `null`: no sink."
+)
 
 REASON_MAX_LENGTH = 1000
 
@@ -24,6 +33,15 @@ class AliasSet(BaseModel):
         description="Change only if the alias is at this version (0: only if it does not "
         "exist yet); 409 otherwise. Without it, the last writer wins.",
     )
+    sink: JsonObject = Field(
+        None, description=f"{SINK_DESCRIPTION} Left out: the alias keeps the sink it has."
+    )
+
+
+class AliasSinkSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sink: JsonObject = Field(description=SINK_DESCRIPTION)
 
 
 class AliasRollback(BaseModel):
@@ -47,8 +65,27 @@ class AliasChangePublic(BaseModel):
     created_at: datetime
 
 
+class AliasServing(BaseModel):
+    """What the alias's sink serves, against where the alias points."""
+
+    state: Literal["live", "reindexing", "failed", "no_sink"] = Field(
+        description="`live`: the sink's live collection holds the alias's model; `reindexing`: "
+        "its newest reindex task is pending or running; `failed`: that task ended without "
+        "making the sink serve the alias's model (see `detail`); `no_sink`: the alias names "
+        "no sink."
+    )
+    model_id: str | None = Field(
+        description="The model whose vectors the sink's live collection holds."
+    )
+    collection: str | None = Field(description="The sink's live collection.")
+    reindex_task_id: str | None = Field(
+        description="The newest reindex task created for the alias."
+    )
+    detail: str
+
+
 class AliasSummary(BaseModel):
-    """An alias in a list: where it points, without its history."""
+    """An alias in a list: where it points and what its sink serves, without its history."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -59,6 +96,9 @@ class AliasSummary(BaseModel):
     updated_at: datetime
     updated_by: str = Field(description="`user:token`, `user:dashboard`, `api` (no token "
                             "configured) or `task:<id>`.")
+    sink: dict[str, Any] | None = Field(description="The sink the alias serves from (its "
+                                        "stored config), or null.")
+    serving: AliasServing
 
 
 class AliasPublic(AliasSummary):

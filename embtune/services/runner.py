@@ -224,9 +224,9 @@ class TaskRunner:
                     },
                 )
                 metrics = dict(result.metrics)
-                promotion = self.promotion.settle(session, task.id, model_id, policy, metrics)
-                if promotion is not None:
-                    metrics["promotion"] = promotion
+                settled = self.promotion.settle(session, task.id, model_id, policy, metrics)
+                if settled.record is not None:
+                    metrics["promotion"] = settled.record
                 done = self.tasks.apply(
                     session,
                     task.id,
@@ -245,6 +245,8 @@ class TaskRunner:
         except BaseException:
             self.artifacts.unpublish(published)
             raise
+        if settled.reindex is not None and self.requeue is not None:
+            self.requeue(*settled.reindex)  # the promotion's reindex task, after the commit
 
     def _run_reindex(self, task: Task, live: LiveRun) -> None:
         """Write the collection (dropped again on any way out), then switch the sink's alias

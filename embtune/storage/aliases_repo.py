@@ -13,9 +13,11 @@ this transaction first saw it, and a retry after a lost race must see the winner
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, null, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -107,10 +109,29 @@ class AliasRepository:
         Otherwise `expected_version` (0: the alias must not exist yet) makes a lost race a
         Conflict; without it, a lost race is re-read and retried (the last writer wins).
         The caller checks that the model exists."""
+        change, _ = self.move(
+            session, name, model_id, action=action, actor=actor, reason=reason,
+            expected_version=expected_version,
+        )
+        return change
+
+    def move(
+        self,
+        session: Session,
+        name: str,
+        model_id: str,
+        *,
+        action: AliasAction,
+        actor: str,
+        reason: str = "",
+        expected_version: int | None = None,
+    ) -> tuple[AliasChange, bool]:
+        """`point`, also saying whether the alias moved (False: it already pointed there). A
+        caller that reindexes the alias's sink on a move must not reindex on a retried PUT."""
         for _ in range(POINT_ATTEMPTS):
             current = self.get(session, name)
             if current is not None and current.model_id == model_id:
-                return self._change_at(session, name, current.version)
+                return self._change_at(session, name, current.version), False
             found = current.version if current is not None else 0
             if expected_version is not None and expected_version != found:
                 raise Conflict(
@@ -121,9 +142,33 @@ class AliasRepository:
             else:
                 change = self._advance(session, current, model_id, action, actor, reason)
             if change is not None:
-                return change
+                return change, True
             if expected_version is not None:
                 raise Conflict(f"alias {name!r} was changed meanwhile; read it and try again")
+        raise Conflict(f"alias {name!r} kept changing under this request; try again")
+
+    def set_sink(
+        self, session: Session, name: str, sink: dict[str, Any] | None
+    ) -> tuple[Alias, Alias]:
+        """Name the sink the alias serves from (None: none); the alias before and after.
+
+        Not a change of the alias (no version, no history: where it points is what the history
+        is about), but a compare-and-set on the version all the same: a sink set while a
+        promotion moves the alias must see the model the alias ends on, so that one of the two
+        transactions reindexes that model (the promotion reads the sink after its own update,
+        which waits for this one)."""
+        for _ in range(POINT_ATTEMPTS):
+            current = self.get(session, name)
+            if current is None:
+                raise NotFound(f"alias {name!r} not found")
+            result = session.execute(
+                update(AliasRow)
+                .where(AliasRow.name == name, AliasRow.version == current.version)
+                .values(sink=null() if sink is None else sink)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:
+                return current, replace(current, sink=sink)
         raise Conflict(f"alias {name!r} kept changing under this request; try again")
 
     def rollback(

@@ -1,4 +1,5 @@
-"""`/api/v1/aliases`: stable names for model iterations (e.g. `production`), with history."""
+"""`/api/v1/aliases`: stable names for model iterations (e.g. `production`), with history, and
+the vector sink each may serve from."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import AliasesDep
 from embtune.api.responses import UNDECODABLE, error_responses
-from embtune.domain.aliases import Alias, AliasChange
+from embtune.domain.aliases import Alias
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
 from embtune.schemas.aliases import (
     AliasChangePublic,
     AliasPublic,
     AliasRollback,
+    AliasServing,
     AliasSet,
+    AliasSinkSet,
     AliasSummary,
 )
+from embtune.services.aliases import KEEP, AliasRead, Serving
 
 router = APIRouter(prefix="/api/v1/aliases", tags=["aliases"],
                    responses=error_responses(401, 503))
@@ -43,11 +47,28 @@ def actor_of(request: Request) -> str:
     return "user:dashboard"
 
 
-def _public(found: tuple[Alias, list[AliasChange]]) -> AliasPublic:
-    alias, history = found
+def _summary(alias: Alias, serving: Serving) -> AliasSummary:
+    return AliasSummary(
+        name=alias.name,
+        model_id=alias.model_id,
+        version=alias.version,
+        updated_at=alias.updated_at,
+        updated_by=alias.updated_by,
+        sink=alias.sink,
+        serving=AliasServing(
+            state=serving.state.value,
+            model_id=serving.model_id,
+            collection=serving.collection,
+            reindex_task_id=serving.reindex_task_id,
+            detail=serving.detail,
+        ),
+    )
+
+
+def _public(found: AliasRead) -> AliasPublic:
     return AliasPublic(
-        **AliasSummary.model_validate(alias).model_dump(),
-        history=[AliasChangePublic.model_validate(c) for c in history],
+        **_summary(found.alias, found.serving).model_dump(),
+        history=[AliasChangePublic.model_validate(c) for c in found.history],
     )
 
 
@@ -61,7 +82,7 @@ async def list_aliases(
     """By name; `X-Total-Count` carries how many there are."""
     page, total = await run_in_threadpool(lambda: aliases.page(offset=offset, limit=limit))
     response.headers["X-Total-Count"] = str(total)
-    return [AliasSummary.model_validate(a) for a in page]
+    return [_summary(alias, serving) for alias, serving in page]
 
 
 @router.get(
@@ -79,19 +100,45 @@ async def get_alias(name: AliasName, aliases: AliasesDep) -> AliasPublic:
         400, 404, 409, 413, 422,
         described={400: UNDECODABLE, 404: "Unknown embedding model (`model_id`)",
                    409: "The alias is not at `expected_version`, or kept changing under "
-                   "the request"},
+                   "the request",
+                   422: "A bad field, e.g. of the sink (`body.sink.<field>`)"},
     ),
 )
 async def set_alias(
     name: AliasName, body: AliasSet, aliases: AliasesDep, request: Request
 ) -> AliasPublic:
-    """Point the alias at a model, creating it if need be. Pointing it at the model it already
-    points at changes nothing (a retried PUT is harmless)."""
+    """Point the alias at a model, creating it if need be; `sink` (when given) names the
+    vector sink it serves from, `null` none. When the alias has a sink and moved, or got a new
+    sink, a reindex task writes the model into it (`serving` says when it is live). Pointing
+    it at the model it already points at, with the same sink, changes nothing (a retried PUT
+    is harmless)."""
     actor = actor_of(request)
+    sink = body.sink if "sink" in body.model_fields_set else KEEP
     found = await run_in_threadpool(
         lambda: aliases.set(name, body.model_id, actor, reason=body.reason,
-                            expected_version=body.expected_version)
+                            expected_version=body.expected_version, sink=sink)
     )
+    return _public(found)
+
+
+@router.put(
+    "/{name}/sink",
+    response_model=AliasPublic,
+    responses=error_responses(
+        400, 404, 409, 413, 422,
+        described={**UNKNOWN_ALIAS, 400: UNDECODABLE,
+                   409: "The alias kept changing under the request",
+                   422: "A bad sink field (`body.sink.<field>`)"},
+    ),
+)
+async def set_alias_sink(
+    name: AliasName, body: AliasSinkSet, aliases: AliasesDep, request: Request
+) -> AliasPublic:
+    """Name the vector sink the alias serves from (`null`: none) without moving the alias. A
+    new sink gets a reindex task for the model the alias points at; the same sink again
+    changes nothing. Not a change in the alias's history, and its version stays."""
+    actor = actor_of(request)
+    found = await run_in_threadpool(lambda: aliases.set_sink(name, body.sink, actor))
     return _public(found)
 
 
@@ -108,7 +155,8 @@ async def rollback_alias(
     name: AliasName, aliases: AliasesDep, request: Request, body: AliasRollback | None = None
 ) -> AliasPublic:
     """Undo the alias's live change: back to the model before it. Repeated rollbacks walk
-    further back, skipping what earlier rollbacks undid (an undo stack)."""
+    further back, skipping what earlier rollbacks undid (an undo stack). An alias with a sink
+    gets an incremental reindex of that model (copying its vectors kept in the sink)."""
     actor = actor_of(request)
     body = body or AliasRollback()
     found = await run_in_threadpool(
