@@ -168,8 +168,12 @@ class Client(ReindexClientMixin):
 
     def download_model(self, model_id: str, target: Path) -> Path:
         """Stream the model's tar.gz to `target`."""
+        return self._download(f"/api/v1/embedding-models/{model_id}/download", target)
+
+    def _download(self, path: str, target: Path) -> Path:
+        """Stream a GET's body to `target`."""
         try:
-            with self._http.stream("GET", f"/api/v1/embedding-models/{model_id}/download") as r:
+            with self._http.stream("GET", path) as r:
                 if r.status_code >= 400:
                     r.read()
                     self._raise_for(r)
@@ -204,12 +208,20 @@ class Client(ReindexClientMixin):
         model_id: str,
         reason: str | None = None,
         expected_version: int | None = None,
+        sink: Mapping[str, Any] | None = None,
     ) -> AliasPublic:
         """Point `name` at a model (creating the alias). `expected_version` makes the change
-        conditional (0: only if the alias does not exist yet): ConflictError otherwise."""
-        body = {"model_id": model_id, "reason": reason, "expected_version": expected_version}
+        conditional (0: only if the alias does not exist yet): ConflictError otherwise. `sink`
+        names the vector sink the alias serves from (its moves then reindex it)."""
+        body = {"model_id": model_id, "reason": reason, "expected_version": expected_version,
+                "sink": dict(sink) if sink is not None else None}
         return self._json("PUT", f"/api/v1/aliases/{name}", AliasPublic,
                           json={k: v for k, v in body.items() if v is not None})
+
+    def set_alias_sink(self, name: str, sink: Mapping[str, Any] | None) -> AliasPublic:
+        """Name the sink an alias serves from (None: none); a new sink is reindexed."""
+        return self._json("PUT", f"/api/v1/aliases/{name}/sink", AliasPublic,
+                          json={"sink": dict(sink) if sink is not None else None})
 
     def get_alias(self, name: str) -> AliasPublic:
         """The alias with its newest changes, newest first."""

@@ -15,9 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import Any
 
 from embtune.schemas.reindex import (
     ReindexTaskPublic,
@@ -25,9 +23,6 @@ from embtune.schemas.reindex import (
     SinkCollectionPublic,
 )
 from embtune.schemas.tasks import TaskEventPublic
-
-if TYPE_CHECKING:
-    from embtune.client import Page
 
 REINDEX = "/api/v1/reindex/task"
 
@@ -65,7 +60,7 @@ class ReindexClientMixin:
         limit: int = 20,
         status: str | None = None,
         embedding_model_id: str | None = None,
-    ) -> Page[ReindexTaskPublic]:
+    ) -> Any:  # Page[ReindexTaskPublic]
         return self._page(  # type: ignore[attr-defined]
             REINDEX,
             ReindexTaskPublic,
@@ -123,19 +118,6 @@ class ReindexClientMixin:
     def download_vectors(self, model_id: str, target: Path) -> Path:
         """Stream the model's newest Parquet vectors to `target` (`model_id` may be an
         alias): `object_id`, `vector` (fixed-size float32 list), `model_id`, `text_hash`."""
-        path = f"/api/v1/embedding-models/{model_id}/vectors"
-        try:
-            with self._http.stream("GET", path) as r:  # type: ignore[attr-defined]
-                if r.status_code >= 400:
-                    r.read()
-                    self._raise_for(r)  # type: ignore[attr-defined]
-                with target.open("wb") as out:
-                    for chunk in r.iter_bytes():
-                        out.write(chunk)
-        except httpx.TransportError as exc:
-            from embtune.client import UnavailableError  # the mixin's own module is below it
-
-            raise UnavailableError(
-                0, f"cannot reach embtune at {self.url}: {exc}"  # type: ignore[attr-defined]
-            ) from None
-        return target
+        return self._download(  # type: ignore[attr-defined]
+            f"/api/v1/embedding-models/{model_id}/vectors", target
+        )

@@ -6,6 +6,7 @@ reindexed into it on every move; `alias show` says whether the sink serves it ye
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,7 @@ from embtune.cli.common import (
     JsonOption,
     UrlOption,
     connect,
+    fail,
     fields_table,
     out_console,
     page_caption,
@@ -33,6 +35,9 @@ ReasonOption = Annotated[str | None, typer.Option(help="Why; kept in the alias's
 ExpectedOption = Annotated[int | None, typer.Option(
     "--expected-version", min=0,
     help="Change only if the alias is at this version (0: only if it is new).")]
+SinkOption = Annotated[str | None, typer.Option(
+    help='The vector sink the alias serves from, as JSON: \'{"type": "qdrant", "name": "shop"}\'.'
+)]
 
 
 def render(alias: AliasPublic, as_json: bool) -> None:
@@ -95,13 +100,44 @@ def set_alias(
     model_id: Annotated[str, typer.Argument(metavar="MODEL_ID")],
     reason: ReasonOption = None,
     expected_version: ExpectedOption = None,
+    sink: SinkOption = None,
     url: UrlOption = DEFAULT_URL,
     as_json: JsonOption = False,
 ) -> None:
-    """Point an alias at a model (creating the alias)."""
+    """Point an alias at a model (creating the alias). With a sink, the alias serves from it:
+    this and every later move reindexes the sink."""
+    config = parse_sink(sink)
     with connect(url) as api:
-        alias = api.set_alias(name, model_id, reason=reason, expected_version=expected_version)
+        alias = api.set_alias(name, model_id, reason=reason, expected_version=expected_version,
+                              sink=config)
     render(alias, as_json)
+
+
+@app.command("sink")
+def set_sink(
+    name: Annotated[str, typer.Argument(help="The alias.")],
+    sink: Annotated[str, typer.Argument(
+        help='The sink as JSON, e.g. \'{"type": "qdrant", "name": "shop"}\', or `none`.')],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Name the vector sink an alias serves from (a new sink is reindexed), or `none`."""
+    config = None if sink.strip().lower() == "none" else parse_sink(sink)
+    with connect(url) as api:
+        alias = api.set_alias_sink(name, config)
+    render(alias, as_json)
+
+
+def parse_sink(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        fail(f"--sink is not JSON: {exc.msg}")
+    if not isinstance(config, dict):
+        fail('--sink must be a JSON object, e.g. \'{"type": "parquet"}\'')
+    return config
 
 
 @app.command("list")

@@ -73,3 +73,17 @@ def test_model_download_takes_an_alias(url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with tarfile.open(target) as tar:
         assert {name.split("/")[0] for name in tar.getnames()} == {model}
+
+
+def test_an_alias_names_its_sink_from_the_cli(url: str) -> None:
+    model = register(url, "a")
+    created = ok_json(embtune(url, "alias", "set", "live", model, "--sink",
+                              '{"type": "parquet", "name": "shop"}', "--json"))
+    assert created["sink"]["type"] == "parquet" and created["sink"]["name"] == "shop"
+    # no worker here: the reindex the move created waits, and the alias says so
+    assert created["serving"]["state"] == "reindexing"
+    bad = embtune(url, "alias", "sink", "live", '{"type": "parquet", "name": "no spaces"}')
+    assert bad.exit_code == 1 and "sink.name" in bad.stderr
+    assert embtune(url, "alias", "sink", "live", "[1]").exit_code == 1
+    cleared = ok_json(embtune(url, "alias", "sink", "live", "none", "--json"))
+    assert cleared["sink"] is None and cleared["serving"]["state"] == "no_sink"

@@ -99,6 +99,10 @@ BUSINESS_RULES = {
                                     "in the roots, clear of what embtune writes",
     "POST /api/v1/fine-tuning/task": "the model's plugin can fine-tune and accepts the params",
     "POST /api/v1/fine-tuning/task/preflight": "as for POST /task",
+    "PUT /api/v1/aliases/{name}": "the model exists; the sink config is one its sink type "
+                                  "accepts",
+    "PUT /api/v1/aliases/{name}/sink": "the sink config is one its sink type accepts",
+    "POST /api/v1/reindex/task": "the sink config is one its sink type accepts",
     "POST /api/v1/items": "object ids are unique within one request",
     "POST /api/v1/clickstream/session": "result object ids are unique within the session",
     "POST /api/v1/clickstream/session/events": "events name objects the session showed",

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"training", "queue", "sinks"},
     {"storage", "artifacts"},
     {"client"},
+    {"client_reindex"},  # the reindex calls, a mixin of `client.Client`
     {"clickstream", "schemas"},
     {"domain", "config", "errors", "allocator", "log_redaction", "outage_log", "__init__"},
 ]
