@@ -19,6 +19,7 @@ from embtune.client import Client
 from embtune.config import Settings
 from embtune.console import follow_task
 from embtune.console_report import report_tables, verdict_lines
+from embtune.demo import live_index
 from embtune.demo.click_model import PositionBiasedClickModel
 from embtune.demo.server import free_port, start_server
 
@@ -215,6 +216,10 @@ def run_demo(
             console.print("   the true answers become a judged evaluation set: the task's "
                           "verdict is decided on them, and the clicks get a verdict of their own")
             set_id = register_truth(api, console, f"demo-truth-{seed}", truth)
+            if beir is None:  # a BEIR catalogue takes minutes to index on a CPU
+                console.print("   the search index: production serves the base model")
+                live_index.serve_base(api, console, model.id)
+                console.print(live_index.search_table(api, "Live index before tuning"))
             default_params = dict(SHOP_PARAMS) if beir is None else {}
             # promoted to `production` only on a `better` verdict, in the transaction that
             # marks the task done
@@ -242,6 +247,11 @@ def run_demo(
                 live = "production" if promoted else tuned.id
                 console.print(ground_truth_table(
                     api, {"base model": model.id, f"tuned model ({live})": live}, seed))
+            if beir is None and promoted:
+                console.print("   promoting to production reindexed its Qdrant sink; the "
+                              "alias switched once every vector was written")
+                if live_index.wait_live(api, console, tuned.id):
+                    console.print(live_index.search_table(api, "Live index after the switch"))
             console.print(f"6. registered iteration {tuned.id} (parent {tuned.parent_id}); "
                           "tune it again with another task, or download it:")
             if promoted:

@@ -8,8 +8,10 @@ Point ids are uuid5 of the object id, so writing an item twice replaces it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from embtune.sinks.base import Hit, SinkConfig, SinkContext, SinkError, VectorSink
+
+log = logging.getLogger(__name__)
 
 # Fixed forever: point ids already written are uuid5(POINT_NAMESPACE, object_id).
 POINT_NAMESPACE = uuid.UUID("ae21165c-9ad6-474d-9783-9bc618c78dc7")
@@ -65,6 +69,22 @@ def _server_message(exc: UnexpectedResponse) -> str:
         return str(exc.structured()["status"]["error"])
     except (ValueError, KeyError, TypeError):
         return exc.content[:200].decode("utf-8", "replace") or (exc.reason_phrase or "")
+
+
+def _cheap_local_commits(client: QdrantClient, collection: str) -> None:
+    """Local mode stores every point in its own SQLite transaction, and by default each commit
+    waits for the disk (about 3 ms: 5k points took 19 s here, against 1.4 s this way). WAL with
+    synchronous=NORMAL still survives a killed process; a power cut may lose the last commits,
+    which the reindex's count check would catch. This reaches into qdrant-client's local storage
+    (pinned in constraints.txt); when that changes shape, writes stay correct, only slower."""
+    try:
+        storage = client._client.collections[collection].storage.storage  # type: ignore[attr-defined]
+        storage.execute("PRAGMA journal_mode=WAL")
+        storage.execute("PRAGMA synchronous=NORMAL")
+    except (AttributeError, KeyError, TypeError) as exc:
+        log.debug("qdrant local storage not tuned for %s: %s", collection, exc)
+    except sqlite3.Error as exc:
+        log.warning("qdrant local storage not tuned for %s: %s", collection, exc)
 
 
 class QdrantSink(VectorSink):
@@ -162,6 +182,8 @@ class QdrantSink(VectorSink):
                 collection_name=collection,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             )
+            if self.path is not None:
+                _cheap_local_commits(client, collection)
 
     def write(
         self,

@@ -175,3 +175,15 @@ def test_an_api_key_in_a_sink_config_is_refused(context: SinkContext) -> None:
     with pytest.raises(InvalidParams) as caught:
         SinkRegistry.discover(context).validate({"type": "qdrant", "api_key": "s3cret"})
     assert caught.value.errors[0]["loc"] == ["body", "sink", "api_key"]
+
+
+def test_local_writes_survive_closing_and_reopening_the_folder(context: SinkContext) -> None:
+    """Local mode's commits are made cheap (WAL): what `finish` counted is still there when
+    the folder is opened again by a new client."""
+    sink = QdrantSink(QdrantSink.Config(type="qdrant"), context)
+    sink.create("catalogue-c1", DIM)
+    sink.write("catalogue-c1", [f"o{i}" for i in range(300)], unit_rows(300), ["h"] * 300, "m")
+    assert sink.finish("catalogue-c1") == 300
+    close_local_clients()
+    reopened = QdrantSink(QdrantSink.Config(type="qdrant"), context)
+    assert reopened.count("catalogue-c1") == 300
