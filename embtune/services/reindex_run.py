@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
@@ -39,6 +40,7 @@ from embtune.storage.db import Database
 from embtune.storage.items_repo import ItemRepository
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.sink_collections_repo import SinkCollectionRepository
+from embtune.storage.tables import AliasRow
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
@@ -247,10 +249,33 @@ class ReindexRun:
             return self.collections.latest_complete(session, sink.key, model_id)
 
     # -- switching (inside the runner's done transaction) ------------------------------------
-    def switch(self, session: Session, written: Written) -> None:
+    def switch(self, session: Session, written: Written, alias: str | None = None) -> None:
         """Point the sink's alias at the written collection and record it: the new one live,
-        the one it replaces retired. The caller's transaction holds the task row."""
+        the one it replaces retired. The caller's transaction holds the task row.
+
+        A reindex made for an embtune alias switches only while that alias still points at
+        its model: when two moves reindex one sink, the older one finishing last must not put
+        the sink back on a model the alias has left (its collection is kept, retired)."""
         sink, started = written.sink, time.monotonic()
+        if alias is not None:
+            row = session.execute(
+                select(AliasRow.model_id).where(AliasRow.name == alias).with_for_update()
+            ).first()
+            if row is not None and row.model_id != written.model_id:
+                self.collections.set_state(session, sink.key, written.collection,
+                                           CollectionState.retired, items=written.rows,
+                                           dim=written.dim)
+                written.metrics["switched"] = False
+                written.metrics["not_switched"] = (
+                    f"alias {alias!r} now points at model {row.model_id}"
+                )
+                self.tasks.add_event(
+                    session, written.task_id, TaskEventKind.switch, None, None,
+                    f"sink {sink.name!r} not switched to {written.collection}: alias "
+                    f"{alias!r} moved on to model {row.model_id} meanwhile; kept for rollback",
+                )
+                return
+        written.metrics["switched"] = True
         written.switched_from = sink.switch(written.collection)
         written.switched = True
         written.metrics["timings_s"]["switch"] = round(time.monotonic() - started, 4)

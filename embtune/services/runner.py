@@ -261,7 +261,7 @@ class TaskRunner:
                 owned = self.tasks.get(session, task.id, lock=True)
                 if owned is None or not self.tasks.is_owned(session, task.id, live.message_id):
                     raise TaskStopped("task left processing before its sink was switched")
-                self.reindex.switch(session, written)
+                self.reindex.switch(session, written, alias=task.params.get("alias"))
                 done = self.tasks.apply(
                     session,
                     task.id,
