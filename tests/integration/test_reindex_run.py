@@ -249,3 +249,28 @@ def test_killed_worker_mid_reindex_is_requeued_and_completes_without_duplicates(
         assert opened.collections() == [done.metrics["collection"]]  # the dead attempt swept
     finally:
         api.close()
+
+
+@pytest.mark.backends("sqlite-embedded")
+def test_an_older_reindex_of_an_alias_finishing_last_does_not_switch_its_sink_back(
+    backend: Backend, tmp_path: Path
+) -> None:
+    rt = Runtime.build(make_settings(backend, tmp_path / "data"))
+    try:
+        first, second = register(rt), register(rt)
+        rt.catalogue.upsert_items(catalogue(10))
+        sink = {"type": "parquet", "name": "shop"}
+        # no worker yet: both moves' reindexes wait, and the older one runs first
+        older = rt.aliases.set("production", first, "test", sink=sink).serving.reindex_task_id
+        newer = rt.aliases.set("production", second, "test").serving.reindex_task_id
+        assert older and newer and older != newer
+        rt.start_worker()
+        done = [finished(rt, task_id) for task_id in (older, newer)]
+        assert [t.status for t in done] == [TaskStatus.done, TaskStatus.done]
+        assert done[0].metrics["switched"] is False
+        assert "moved on" in rt.tasks.events(older, TaskKind.reindex)[-2].message
+        assert done[1].metrics["switched"] is True
+        assert rt.sinks.open(sink).live() == done[1].metrics["collection"]
+        assert rt.aliases.get("production").serving.state == "live"
+    finally:
+        rt.close()
