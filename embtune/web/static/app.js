@@ -1,12 +1,13 @@
 // embtune dashboard: hash-routed pages over the JSON API; no framework, no build step. ES modules
 // from this origin (the CSP allows no other): dom.js (elements, API calls), nav.js (routing
-// state, polling, pager), report.js (a task's report), aliases.js (the aliases page).
+// state, polling, pager), report.js (a task's report), aliases.js (the aliases page), reindex.js
+// (reindex tasks and search; loaded on its first visit).
 import { aliasesPage } from "./aliases.js";
 import {
   api, badge, duration, emptyRow, enc, h, keyValues, modelLink, modelsById, muted, num, table,
   taskLink, when,
 } from "./dom.js";
-import { go, leavePage, PAGE_SIZE, pager, poll } from "./nav.js";
+import { go, lazyPage, leavePage, PAGE_SIZE, pager, poll } from "./nav.js";
 import { metricsView } from "./report.js";
 
 const STATUSES = ["pending", "processing", "done", "canceled", "failed", "refused"];
@@ -284,7 +285,7 @@ function navigate() {
   });
   const params = new URLSearchParams(query || "");
   const page = ["task", "model"].includes(parts[0]) && parts[1] ? parts[0]
-    : ["models", "aliases"].includes(parts[0]) ? parts[0] : "tasks";
+    : ["models", "aliases", "reindex"].includes(parts[0]) ? parts[0] : "tasks";
   const tab = { task: "tasks", model: "models" }[page] ?? page;
   for (const link of document.querySelectorAll("nav a[data-page]")) {
     link.classList.toggle("active", link.dataset.page === tab);
@@ -294,7 +295,9 @@ function navigate() {
   else if (page === "model") modelPage(main, parts[1]);
   else if (page === "models") modelsPage(main, params);
   else if (page === "aliases") aliasesPage(main, params);
-  else tasksPage(main, params);
+  else if (page === "reindex") {
+    lazyPage(main, () => import("./reindex.js"), (m) => m.reindexPage(main, params, parts[1]));
+  } else tasksPage(main, params);
 }
 
 window.addEventListener("hashchange", navigate);

@@ -56,6 +56,24 @@ export function pager(page, params, offset) {
   };
 }
 
+// A page whose module loads on its first visit (`load`: `() => import("./page.js")`): shown once
+// loaded unless the user moved on meanwhile. A module that cannot load says so in place of the
+// page; the rest of the dashboard, which never imported it, keeps working.
+export async function lazyPage(main, load, show) {
+  const mine = route;
+  main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  let module;
+  try {
+    module = await load();
+  } catch (err) {
+    if (mine === route) {
+      main.replaceChildren(h("p", { class: "error" }, `Could not load this page: ${err.message}`));
+    }
+    return;
+  }
+  if (mine === route) show(module);
+}
+
 // Called on every navigation: the old page's refresh stops and its pending responses are ignored.
 export function leavePage() {
   clearTimeout(timer);
