@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         description="Complete collections a sink keeps besides the live one, for rollback; "
         "older ones are deleted after each reindex.",
     )
+    reindex_shard_items: int = Field(
+        0,
+        ge=0,
+        le=100_000_000,
+        description="Split a full reindex into shards of this many items (0: off), one queue "
+        "message each, so several workers share it; a task's `shards` param overrides it.",
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -138,7 +138,8 @@ class Runtime:
             requeue=tasks.send,
             cache_dir=cache_dir,
             reindex=ReindexRun(
-                db, sinks, artifacts, cache_dir=cache_dir, retention=settings.sink_retention
+                db, sinks, artifacts, cache_dir=cache_dir, retention=settings.sink_retention,
+                shard_items=settings.reindex_shard_items,
             ),
         )
         recovery = Recovery(

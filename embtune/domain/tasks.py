@@ -20,6 +20,8 @@ class TaskKind(enum.StrEnum):
 
     fine_tuning = "fine_tuning"  # tune a model on a batch of sessions
     reindex = "reindex"  # write a model's catalogue vectors into a sink and switch its alias
+    # one item range of a sharded reindex, written by whichever worker claims it (never listed)
+    reindex_shard = "reindex_shard"
 
 
 class TaskStatus(enum.StrEnum):

@@ -69,6 +69,11 @@ class ReindexCreate(BaseModel):
         False, description="Copy the vectors of unchanged items from this model's last complete "
         "collection in the sink; encode only added and changed items.",
     )
+    shards: int | None = Field(
+        None, ge=1, le=256,
+        description="Split a full reindex into this many item ranges, one queue message each, "
+        "so several workers write it at once (default: EMBTUNE_REINDEX_SHARD_ITEMS, else 1).",
+    )
     idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
     metadata: JsonObject = None
 

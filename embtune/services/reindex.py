@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.sinks import SinkCollection
 from embtune.domain.tasks import Task, TaskKind
-from embtune.errors import Conflict, NotFound
+from embtune.errors import Conflict, InvalidParams, NotFound
 from embtune.services.aliases import AliasService
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
@@ -49,11 +49,14 @@ def insert_reindex_task(
     alias: str | None,
     idempotency_key: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    shards: int | None = None,
 ) -> tuple[Task | None, str]:
     """Insert a reindex task in the caller's transaction (a promotion creates one in the
     transaction that moves its alias); the task (None when the key existed) and the request
     fingerprint. The caller sends its message after commit."""
-    params = {"sink": dict(sink), "incremental": incremental, "alias": alias}
+    params: dict[str, Any] = {"sink": dict(sink), "incremental": incremental, "alias": alias}
+    if shards is not None:  # absent: the worker's EMBTUNE_REINDEX_SHARD_ITEMS decides
+        params["shards"] = shards
     fingerprint = request_fingerprint(
         {"kind": TaskKind.reindex.value, "embedding_model_id": model_id, "params": params,
          "metadata": dict(metadata or {})}
@@ -76,6 +79,21 @@ def insert_reindex_task(
         },
     )
     return created, fingerprint
+
+
+def _check_shards(shards: int | None, incremental: bool) -> None:
+    """1..256 shards, and more than one only for a full run (an incremental one copies from
+    the previous collection in one pass)."""
+    if shards is None:
+        return
+    problem = None
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 256:
+        problem = "must be an integer from 1 to 256"
+    elif shards > 1 and incremental:
+        problem = "an incremental reindex runs as one shard; give 1 or leave it out"
+    if problem:
+        raise InvalidParams(f"shards: {problem}", [
+            {"loc": ["body", "shards"], "type": "value_error", "msg": problem}])
 
 
 @dataclass(frozen=True)
@@ -117,10 +135,12 @@ class ReindexService:
         incremental: bool = False,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        shards: int | None = None,
     ) -> tuple[Task, bool]:
         """(task, created): the task this key already made when the body is the same; 409 when
         it is not. Exactly one of `model_id` and `alias` (the schema checks it); an alias
         reindexes the model it points at into its own sink unless `sink` names another."""
+        _check_shards(shards, incremental)
         target, alias_sink = self._target(model_id, alias)
         config = self.sinks.validate(sink if sink is not None else alias_sink)
         with self.db.transaction() as session:
@@ -132,6 +152,7 @@ class ReindexService:
                 alias=alias,
                 idempotency_key=idempotency_key,
                 metadata=metadata,
+                shards=shards,
             )
             if created is None:
                 assert idempotency_key is not None

@@ -30,10 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
+from embtune.domain.models import EmbeddingModel
 from embtune.domain.sinks import COMPLETE, CollectionState, SinkCollection
 from embtune.domain.tasks import Task, TaskEventKind
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.services.live_run import LiveRun
+from embtune.services.reindex_shards import ReindexShards
 from embtune.sinks.base import SinkError, VectorSink, collection_name
 from embtune.sinks.registry import SinkRegistry
 from embtune.storage.db import Database
@@ -76,6 +78,7 @@ class ReindexRun:
         *,
         cache_dir: Path | None,
         retention: int,
+        shard_items: int = 0,
     ) -> None:
         self.db = db
         self.sinks = sinks
@@ -86,6 +89,8 @@ class ReindexRun:
         self.models = ModelRepository()
         self.items = ItemRepository()
         self.collections = SinkCollectionRepository()
+        # a full reindex split into shards that several workers write (`reindex_shards`)
+        self.sharded = ReindexShards(db, sinks, artifacts, shard_items=shard_items)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, task: Task, live: LiveRun) -> Written:
@@ -118,6 +123,10 @@ class ReindexRun:
                     "task_id": task.id,
                 },
             )
+        shards = self.sharded.count(task, len(catalogue))
+        if shards > 1:
+            return self._write_sharded(task, live, model, sink, collection, sorted(catalogue),
+                                       shards, started)
         writer = _CollectionWriter(sink, collection, model.id, live)
         try:
             metrics = self._fill(task, live, sink, model.source, model.id, catalogue, writer)
@@ -140,6 +149,39 @@ class ReindexRun:
         metrics["timings_s"]["write"] = round(writer.write_s, 3)
         metrics["timings_s"]["total_before_switch"] = round(time.monotonic() - started, 3)
         return Written(task.id, model.id, sink, collection, rows, writer.dim, metrics)
+
+    def _write_sharded(
+        self,
+        task: Task,
+        live: LiveRun,
+        model: EmbeddingModel,
+        sink: VectorSink,
+        collection: str,
+        object_ids: list[str],
+        shards: int,
+        started: float,
+    ) -> Written:
+        """The collection written by shard tasks (any worker's), counted like a single run's."""
+        try:
+            rows, dim, metrics = self.sharded.write(task, live, model, sink, collection,
+                                                    object_ids, shards)
+            if rows != len(object_ids):
+                raise SinkError(
+                    f"count check failed: collection {collection} holds {rows} vectors, "
+                    f"the catalogue {len(object_ids)} items"
+                )
+        except BaseException:
+            self._drop(sink, collection)
+            raise
+        metrics.update(
+            collection=collection,
+            sink={"type": sink.config.type, "name": sink.name, "key": sink.key},
+            items=len(object_ids),
+            written=rows,
+            dim=dim,
+        )
+        metrics["timings_s"]["total_before_switch"] = round(time.monotonic() - started, 3)
+        return Written(task.id, model.id, sink, collection, rows, dim, metrics)
 
     def _fill(
         self,

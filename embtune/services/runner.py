@@ -83,6 +83,9 @@ class TaskRunner:
         self.evaluation_sets = EvaluationSetService(db)
         self.promotion = Promotion(self.tasks, AliasRepository())
         self.reindex = reindex
+        if reindex is not None:  # a sharded reindex runs pending shards through `handle`
+            reindex.sharded.run_inline = self.handle
+            reindex.sharded.send = requeue
 
     # -- entry point (called by the actor) ------------------------------------------------------
     def handle(self, task_id: str, message_id: str) -> None:
@@ -147,6 +150,9 @@ class TaskRunner:
     def _run(self, task: Task, live: LiveRun, staging: Path) -> None:
         if task.kind is TaskKind.reindex:
             self._run_reindex(task, live)
+            return
+        if task.kind is TaskKind.reindex_shard:
+            self._run_reindex_shard(task, live)
             return
         with self.db.read() as session:
             model = self.models.get(session, task.embedding_model_id)
@@ -280,6 +286,26 @@ class TaskRunner:
             self.reindex.undo(written)
             raise
         self.reindex.retire(written)
+
+    def _run_reindex_shard(self, task: Task, live: LiveRun) -> None:
+        """Write one shard's part of its parent's collection and mark the shard done with the
+        part's receipt, guarded by this run still owning the shard."""
+        if self.reindex is None:
+            raise TaskRefused("this worker has no vector sinks configured")
+        metrics = self.reindex.sharded.run_shard(task, live)
+        with live.writing, self.db.transaction() as session:
+            self._flush_messages(session, live)
+            done = self.tasks.apply(
+                session,
+                task.id,
+                Transition.complete,
+                message_id=live.message_id,
+                message=f"wrote {metrics['items']} vectors (shard {metrics['shard'] + 1})",
+                values={"metrics": metrics, "finished_at": utcnow(),
+                        "progress": final_progress(live, "done")},
+            )
+        if done is None:
+            raise TaskStopped("shard left processing before it was marked done")
 
     def _finish(self, live: LiveRun, transition: Transition, *, detail: str) -> None:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -142,6 +142,40 @@ class VectorSink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: most sinks hold nothing to release
         """Release connections or file handles."""
+
+    # -- several writers into one collection (a sharded reindex) ---------------------------
+    # Each shard of a sharded reindex writes its own `part` from whichever worker process
+    # claimed it; a retried shard writes its part again from the start. The defaults suit a
+    # sink whose writes are idempotent per item (Qdrant: point ids derive from object ids, so
+    # a retried part overwrites its own points).
+
+    def create_shared(self, collection: str, dim: int) -> None:
+        """Start an empty collection that parts written by other sink instances will fill."""
+        self.create(collection, dim)
+
+    def write_part(
+        self,
+        collection: str,
+        part: int,
+        object_ids: list[str],
+        vectors: np.ndarray,
+        text_hashes: list[str],
+        model_id: str,
+    ) -> None:
+        """Rows of one part of a shared collection (see `write`)."""
+        self.write(collection, object_ids, vectors, text_hashes, model_id)
+
+    def finish_part(self, collection: str, part: int) -> dict[str, Any]:
+        """This writer is done with `part`: a JSON receipt that `finish_shared` gets back, so
+        only the parts of runs that completed their shard count."""
+        return {"part": part}
+
+    def abort_part(self, collection: str, part: int) -> None:  # noqa: B027 - optional
+        """Abandon a part being written (its rows may stay until the part is written again)."""
+
+    def finish_shared(self, collection: str, receipts: list[dict[str, Any]]) -> int:
+        """Make a shared collection complete from its parts' receipts; its row count."""
+        return self.finish(collection)
 
 
 _COLLECTION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

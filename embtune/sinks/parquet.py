@@ -2,8 +2,12 @@
 
 Layout under the root: `<name>/<collection>/vectors.parquet`, its `manifest.json` (written
 last, so a collection without one is a crashed or running write and is never served) and the
-alias pointer `<name>/CURRENT.json`. Search is brute force over the live collection held in
-memory: fine for the catalogue sizes a Parquet sink is meant for (a download, a small service).
+alias pointer `<name>/CURRENT.json`. A sharded reindex writes one `part-<i>-<run>.parquet` per
+shard from any process (a retried shard writes a new file; only the receipts of completed
+shards count), and `finish_shared` merges the receipted parts into `vectors.parquet` in part
+order, so every reader and the download see one file as for an unsharded run. Search is brute
+force over the live collection held in memory: fine for the catalogue sizes a Parquet sink is
+meant for (a download, a small service).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from embtune.sinks.base import Hit, SinkConfig, SinkContext, SinkError, VectorSi
 
 VECTORS_FILE = "vectors.parquet"
 MANIFEST_FILE = "manifest.json"
+SHARED_FILE = "shared.json"  # a shared collection's dimension, for parts written elsewhere
 CURRENT_FILE = "CURRENT.json"
 MANIFEST_FORMAT = 1
 SEARCH_CACHE_SIZE = 2
@@ -144,6 +149,7 @@ class ParquetSink(VectorSink):
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root = ""
         self._writing: dict[str, _Writing] = {}
+        self._parts: dict[tuple[str, int], _Writing] = {}
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -231,6 +237,17 @@ class ParquetSink(VectorSink):
             state = self._writing.get(collection)
         if state is None:
             raise SinkError(f"collection {collection!r} is not being written; create it first")
+        self._append(collection, state, object_ids, vectors, text_hashes, model_id)
+
+    def _append(
+        self,
+        collection: str,
+        state: _Writing,
+        object_ids: list[str],
+        vectors: np.ndarray,
+        text_hashes: list[str],
+        model_id: str,
+    ) -> None:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         n = len(object_ids)
         if matrix.shape != (n, state.dim) or len(text_hashes) != n:
@@ -259,6 +276,12 @@ class ParquetSink(VectorSink):
             if self._manifest(collection, required=False) is not None:
                 return self.count(collection)  # finished before: repeating is harmless
             raise SinkError(f"collection {collection!r} is not being written; create it first")
+        stored = self._close(state)
+        self._write_manifest(collection, state, stored)
+        return state.rows
+
+    def _close(self, state: _Writing) -> int:
+        """Close a written file and check its stored size; the size."""
         try:
             with self._io("write", self._where(state.path)):
                 state.writer.close()
@@ -271,6 +294,11 @@ class ParquetSink(VectorSink):
             raise SinkError(
                 f"{self._where(state.path)} holds {stored} bytes, {state.file.size} were written"
             )
+        return int(stored)
+
+    def _write_manifest(
+        self, collection: str, state: _Writing, stored: int, **extra: Any
+    ) -> None:
         manifest = {
             "format": MANIFEST_FORMAT,
             "collection": collection,
@@ -281,9 +309,121 @@ class ParquetSink(VectorSink):
             "bytes": stored,
             "sha256": state.file.sha.hexdigest(),
             "created_at": datetime.now(UTC).isoformat(),
+            **extra,
         }
         self._put_json(f"{self._dir(collection)}/{MANIFEST_FILE}", manifest)
+
+    # -- parts of a shared collection (a sharded reindex) ---------------------------------
+
+    def create_shared(self, collection: str, dim: int) -> None:
+        if dim < 1:
+            raise SinkError(f"invalid vector dimension {dim}")
+        self.drop(collection)
+        folder = self._dir(collection)
+        with self._io("create", self._where(folder)):
+            self.fs.makedirs(folder, exist_ok=True)
+        self._put_json(f"{folder}/{SHARED_FILE}", {"format": MANIFEST_FORMAT, "dim": dim})
+
+    def write_part(
+        self,
+        collection: str,
+        part: int,
+        object_ids: list[str],
+        vectors: np.ndarray,
+        text_hashes: list[str],
+        model_id: str,
+    ) -> None:
+        with self._lock:
+            state = self._parts.get((collection, part))
+        if state is None:
+            state = self._open_part(collection, part)
+        self._append(collection, state, object_ids, vectors, text_hashes, model_id)
+
+    def _open_part(self, collection: str, part: int) -> _Writing:
+        """A new file for this run of the part; never recreates a dropped collection."""
+        folder = self._dir(collection)
+        shared = self._get_json(f"{folder}/{SHARED_FILE}")
+        if shared is None:
+            raise SinkError(f"collection {collection!r} is not shared or was dropped")
+        dim = int(shared["dim"])
+        path = f"{folder}/part-{part:05d}-{uuid.uuid4().hex[:12]}.parquet"
+        with self._io("create", self._where(path)):
+            file = _HashingFile(self.fs.open(path, "wb"))
+            try:
+                writer = pq.ParquetWriter(file, schema(dim))
+            except BaseException:
+                file.close()
+                raise
+        state = _Writing(dim=dim, path=path, file=file, writer=writer)
+        with self._lock:
+            self._parts[(collection, part)] = state
+        return state
+
+    def finish_part(self, collection: str, part: int) -> dict[str, Any]:
+        with self._lock:
+            state = self._parts.pop((collection, part), None)
+        if state is None:  # the part's range held no items
+            return {"part": part, "file": None, "rows": 0, "bytes": 0, "sha256": None}
+        stored = self._close(state)
+        return {"part": part, "file": posixpath.basename(state.path), "rows": state.rows,
+                "bytes": stored, "sha256": state.file.sha.hexdigest()}
+
+    def abort_part(self, collection: str, part: int) -> None:
+        with self._lock:
+            state = self._parts.pop((collection, part), None)
+        if state is not None:
+            state.abort()
+            with contextlib.suppress(Exception):
+                self.fs.rm(state.path)
+
+    def finish_shared(self, collection: str, receipts: list[dict[str, Any]]) -> int:
+        """Merge the receipted parts (checked against their size and sha256) into one
+        `vectors.parquet`, delete every part file, and write the manifest last."""
+        if self._manifest(collection, required=False) is not None:
+            return self.count(collection)  # finished before: repeating is harmless
+        folder = self._dir(collection)
+        shared = self._get_json(f"{folder}/{SHARED_FILE}")
+        if shared is None:
+            raise SinkError(f"collection {collection!r} is not shared or was dropped")
+        dim = int(shared["dim"])
+        path = f"{folder}/{VECTORS_FILE}"
+        with self._io("create", self._where(path)):
+            file = _HashingFile(self.fs.open(path, "wb"))
+            state = _Writing(dim=dim, path=path, file=file,
+                             writer=pq.ParquetWriter(file, schema(dim)))
+        try:
+            for receipt in sorted(receipts, key=lambda r: int(r["part"])):
+                if receipt.get("file"):
+                    table = self._read_part(folder, receipt)
+                    with self._io("write", self._where(path)):
+                        state.writer.write_table(table.cast(schema(dim)))
+                    state.rows += table.num_rows
+                    state.model_id = state.model_id or table.column("model_id")[0].as_py()
+        except BaseException:
+            state.abort()
+            raise
+        stored = self._close(state)
+        with self._io("delete", self._where(folder)):
+            for entry in self.fs.ls(folder, detail=False):
+                if posixpath.basename(entry).startswith("part-"):
+                    self.fs.rm(entry)
+        self._write_manifest(collection, state, stored,
+                             parts=sorted(receipts, key=lambda r: int(r["part"])))
         return state.rows
+
+    def _read_part(self, folder: str, receipt: dict[str, Any]) -> pa.Table:
+        path = f"{folder}/{receipt['file']}"
+        with self._io("read", self._where(path)):
+            data = self.fs.cat_file(path)
+        if len(data) != receipt["bytes"] or hashlib.sha256(data).hexdigest() != receipt["sha256"]:
+            raise SinkError(f"{self._where(path)} is not the part its shard wrote "
+                            f"({len(data)} bytes, receipt {receipt['bytes']})")
+        with self._io("read", self._where(path)):
+            table = pq.read_table(pa.BufferReader(data))
+        if table.num_rows != receipt["rows"]:
+            raise SinkError(f"{self._where(path)} holds {table.num_rows} rows, its shard "
+                            f"wrote {receipt['rows']}")
+        return table
 
     def _put_json(self, path: str, value: dict[str, Any]) -> None:
         """Replace a small JSON file so that a reader sees the old or the new one, whole."""
@@ -439,10 +579,11 @@ class ParquetSink(VectorSink):
         folder = self._dir(collection)
         with self._lock:
             state = self._writing.pop(collection, None)
+            parts = [self._parts.pop(k) for k in list(self._parts) if k[0] == collection]
             for cached in [c for c in self._cache if c[0] == collection]:
                 del self._cache[cached]
-        if state is not None:
-            state.abort()
+        for writing in [state, *parts] if state is not None else parts:
+            writing.abort()
         with self._io("delete", self._where(folder)):
             if self.fs.exists(folder):
                 self.fs.rm(folder, recursive=True)
@@ -459,7 +600,8 @@ class ParquetSink(VectorSink):
     def close(self) -> None:
         """Abandons unfinished writes (their files stay without a manifest, never served)."""
         with self._lock:
-            writing, self._writing = list(self._writing.values()), {}
+            writing = [*self._writing.values(), *self._parts.values()]
+            self._writing, self._parts = {}, {}
             self._cache.clear()
         for state in writing:
             state.abort()
