@@ -274,3 +274,45 @@ def test_an_older_reindex_of_an_alias_finishing_last_does_not_switch_its_sink_ba
         assert rt.aliases.get("production").serving.state == "live"
     finally:
         rt.close()
+
+
+@pytest.mark.backends("sqlite-embedded")
+def test_search_by_alias_reads_the_old_collection_until_the_switch(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Runs are driven one at a time through the runner's own entry point, so the moment
+    between a move and its switch can be looked at."""
+    rt = Runtime.build(make_settings(backend, tmp_path / "data"))
+    try:
+        first, second = register(rt), register(rt)
+        rt.catalogue.upsert_items(catalogue(12))
+        sink = {"type": "qdrant", "name": "shop"}
+
+        def run(task_id: str | None) -> Task:
+            assert task_id is not None
+            task = rt.tasks.get(task_id, TaskKind.reindex)
+            assert task.message_id is not None
+            rt.runner.handle(task.id, task.message_id)
+            return rt.tasks.get(task_id, TaskKind.reindex)
+
+        query = catalogue(12)[5]["text"]
+        t1 = run(rt.aliases.set("production", first, "test", sink=sink).serving.reindex_task_id)
+        before = rt.reindex.search(query=query, k=3, alias="production")
+        assert (before.model_id, before.collection, before.live) == (
+            first, t1.metrics["collection"], True)
+        assert before.hits[0].object_id == "item-00005"
+
+        moved = rt.aliases.set("production", second, "test")
+        assert moved.serving.state == "reindexing"
+        during = rt.reindex.search(query=query, k=3, alias="production")
+        assert (during.model_id, during.collection, during.live) == (
+            first, t1.metrics["collection"], False)  # the old index, with its own model
+        assert during.alias_model_id == second
+
+        t2 = run(moved.serving.reindex_task_id)
+        after = rt.reindex.search(query=query, k=3, alias="production")
+        assert (after.model_id, after.collection, after.live) == (
+            second, t2.metrics["collection"], True)
+        assert after.hits[0].object_id == "item-00005"
+    finally:
+        rt.close()
