@@ -30,6 +30,7 @@ ASSETS = {
     "nav.js": SCRIPT,
     "report.js": SCRIPT,
     "aliases.js": SCRIPT,
+    "reindex.js": SCRIPT,  # reindex tasks and search; app.js and aliases.js load it on first use
     "app.css": "text/css; charset=utf-8",
 }
 
