@@ -53,6 +53,7 @@ from embtune.storage.tasks_repo import TaskRepository
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.25
+_inline = threading.local()  # how many runs this thread is inside (a parent runs shards inline)
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -99,6 +100,8 @@ class TaskRunner:
         )
         staging = None
         stopped = False
+        nested = getattr(_inline, "depth", 0)  # > 0: a shard run inline by its parent's run
+        _inline.depth = nested + 1
         try:
             # inside the try: an asynchronous Shutdown landing right after the start must still
             # stop the monitor (finally) and hand the task back
@@ -118,6 +121,8 @@ class TaskRunner:
             self._finish(live, Transition.fail, detail="time limit exceeded")
         except Shutdown:
             self._hand_back(live, "worker shut down during the run; re-queued")
+            if nested:
+                raise  # the parent's run is shut down too: it hands itself back in turn
         except Interrupt:  # dramatiq-abort's Abort: canceled and did not stop in time
             self._finish(live, Transition.fail, detail="run interrupted by an abort request")
         except (ArtifactStoreError, SinkError) as exc:
@@ -130,6 +135,7 @@ class TaskRunner:
             self._finish(live, Transition.fail, detail="run interrupted")
             raise
         finally:
+            _inline.depth = nested
             live.stop.set()
             if monitor.ident is not None:  # started
                 monitor.join(timeout=5)

@@ -5,6 +5,7 @@ shard, and two `embtune worker` processes sharing the shards (one of them killed
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dramatiq.middleware import Shutdown
 
 from embtune.domain.sinks import CollectionState
 from embtune.domain.tasks import Task, TaskKind, TaskStatus
@@ -152,6 +154,33 @@ def test_canceling_the_parent_cancels_its_shards_and_drops_the_collection(
     assert opened.live() == live.metrics["collection"]
     assert opened.collections() == [live.metrics["collection"]]
     assert rt.tasks.get(task.id, TaskKind.reindex).status is TaskStatus.canceled
+
+
+@pytest.mark.backends("sqlite-embedded")
+def test_shutdown_during_an_inline_shard_hands_back_the_parent_too(runtime: Runtime) -> None:
+    """Dramatiq's Shutdown lands in the worker thread, i.e. in the shard the parent runs
+    inline: the shard is handed back, and so is the parent, whose next attempt writes anew."""
+    rt = runtime
+    model_id = register(rt)
+    rt.catalogue.upsert_items(catalogue(2400))
+    sink = {"type": "parquet", "name": "down"}
+    task, _ = rt.reindex.create(model_id=model_id, sink=sink, shards=4)
+
+    def inline_shard() -> int | None:
+        parent = rt.tasks.get(task.id, TaskKind.reindex)
+        for shard in shards_of(rt, task.id):
+            if (shard.status is TaskStatus.processing and parent.worker_id
+                    and shard.worker_id == parent.worker_id and shard.progress.step > 0):
+                return int(parent.worker_id.rsplit(":", 1)[1])
+        return None
+
+    thread = wait_until(inline_shard, 120, 0.02)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(Shutdown))
+    done = finished(rt, task.id)
+    assert done.status is TaskStatus.done, done.detail
+    assert done.attempts == 2 and done.metrics["collection"].endswith("-a2")
+    assert all(s.status.is_terminal for s in shards_of(rt, task.id))  # attempt 1's shards
+    assert rt.sinks.open(sink).collections() == [done.metrics["collection"]]
 
 
 @pytest.mark.backends("sqlite-embedded")
