@@ -65,6 +65,46 @@ def test_ranges_cover_every_item_once_in_equal_parts() -> None:
         1, 3, 3)
 
 
+def test_parquet_parts_count_only_receipted_runs_and_refuse_a_changed_file(
+    tmp_path: Path,
+) -> None:
+    from embtune.sinks.base import SinkContext, SinkError
+    from embtune.sinks.parquet import ParquetSink
+
+    def sink() -> ParquetSink:  # one instance per writer, as in separate worker processes
+        config = ParquetSink.Config(type="parquet", url=str(tmp_path / "v"))
+        return ParquetSink(config, SinkContext(data_dir=tmp_path))
+
+    def vectors(n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).random((n, 4), dtype=np.float32)
+
+    parent = sink()
+    parent.create_shared("c", 4)
+    dead, retry, other = sink(), sink(), sink()
+    dead.write_part("c", 0, ["a", "b"], vectors(2, 1), ["h", "h"], "m")  # dies unfinished
+    retry.write_part("c", 0, ["a", "b"], vectors(2, 2), ["h", "h"], "m")
+    other.write_part("c", 1, ["c"], vectors(1, 3), ["h"], "m")
+    receipts = [retry.finish_part("c", 0), other.finish_part("c", 1)]
+    assert [r["rows"] for r in receipts] == [2, 1]
+    assert parent.finish_shared("c", list(reversed(receipts))) == 3
+    ids, _, got = zip(*parent.records("c"), strict=True)
+    assert ids[0] == ["a", "b", "c"]  # in part order
+    assert np.array_equal(got[0][:2], vectors(2, 2))  # the receipted run's rows, once
+    assert not [n for n in os.listdir(tmp_path / "v" / "catalogue" / "c") if "part-" in n]
+
+    parent.create_shared("d", 4)
+    writer = sink()
+    writer.write_part("d", 0, ["a"], vectors(1, 4), ["h"], "m")
+    receipt = writer.finish_part("d", 0)
+    part = tmp_path / "v" / "catalogue" / "d" / receipt["file"]
+    part.write_bytes(part.read_bytes()[:-1] + b"X")
+    with pytest.raises(SinkError, match="is not the part its shard wrote"):
+        parent.finish_shared("d", [receipt])
+    parent.drop("d")
+    with pytest.raises(SinkError, match="dropped"):  # a late shard never recreates it
+        sink().write_part("d", 1, ["b"], vectors(1, 5), ["h"], "m")
+
+
 @pytest.mark.backends("sqlite-embedded")
 def test_shards_are_validated_naming_the_field(runtime: Runtime) -> None:
     model_id = register(runtime)
