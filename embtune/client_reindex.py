@@ -40,6 +40,7 @@ class ReindexClientMixin:
         incremental: bool = False,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        shards: int | None = None,
     ) -> ReindexTaskPublic:
         """Exactly one of `model_id` and `alias`. `sink`: `{"type": "parquet"|"qdrant", …}`;
         default: the alias's sink, else the server's default Qdrant sink."""
@@ -50,6 +51,7 @@ class ReindexClientMixin:
             "incremental": incremental,
             "idempotency_key": idempotency_key,
             "metadata": dict(metadata) if metadata is not None else None,
+            "shards": shards,
         }
         return self._json("POST", REINDEX, ReindexTaskPublic,  # type: ignore[attr-defined]
                           json={name: value for name, value in body.items() if value is not None})

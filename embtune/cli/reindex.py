@@ -183,6 +183,9 @@ def create(
     incremental: Annotated[bool, typer.Option(
         "--incremental", help="Encode only added and changed items; copy the rest from the "
         "model's last collection in the sink.")] = False,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", min=1, max=256, help="Split a full reindex into this many item ranges, "
+        "one queue message each, so every worker takes a share.")] = None,
     key: Annotated[str | None, typer.Option(
         "--key", help="Idempotency key: the same key and body again returns the same task.")]
     = None,
@@ -199,7 +202,8 @@ def create(
     sink = sink_of(sink_type, sink_name, sink_url)
     with connect(url) as api:
         task = api.create_reindex_task(**target_of(model_or_alias), sink=sink,
-                                       incremental=incremental, idempotency_key=key)
+                                       incremental=incremental, idempotency_key=key,
+                                       shards=shards)
         if as_json and not follow:
             print_json(task)
         elif not as_json:

@@ -220,7 +220,8 @@ class ReindexRun:
                     seen.update(ids)
                     if keep:
                         writer.add([ids[n] for n in keep], vectors[keep],
-                                   [old_hashes[n] for n in keep], "copying unchanged vectors")
+                                   [old_hashes[n] for n in keep], "copying unchanged vectors",
+                                   copied=writer.rows + len(keep))
                         for n in keep:
                             todo.pop(ids[n], None)
                 metrics["copied"] = writer.rows
@@ -283,7 +284,8 @@ class ReindexRun:
             blocks = encode_blocks(model, ids, texts, precision=precision, stats=stats,
                                    check=writer.check, encode_items=piece)
         for block_ids, vectors in blocks:
-            writer.add(block_ids, vectors, [hashes[i] for i in block_ids], phase)
+            writer.add(block_ids, vectors, [hashes[i] for i in block_ids], phase,
+                       encoded=stats.encoded, reused=stats.reused)
         return stats
 
     def _previous(self, sink: VectorSink, model_id: str) -> SinkCollection | None:
@@ -401,13 +403,19 @@ class _CollectionWriter:
         self.total = 0
         self.write_s = 0.0
         self.started = time.monotonic()
+        self.figures: dict[str, int] = {}
 
     def check(self) -> None:
         if self.live.stop.is_set():
             raise TaskStopped("reindex canceled or taken over")
 
-    def add(self, ids: list[str], vectors: np.ndarray, hashes: list[str], phase: str) -> None:
+    def add(
+        self, ids: list[str], vectors: np.ndarray, hashes: list[str], phase: str, **figures: int
+    ) -> None:
+        """`figures`: where the vectors so far came from (encoded, reused, copied), shown with
+        the progress by the CLI and the dashboard."""
         self.check()
+        self.figures.update(figures)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         started = time.monotonic()
         if not self.created:
@@ -424,7 +432,7 @@ class _CollectionWriter:
         rate = self.rows / elapsed if elapsed > 0 else 0.0
         eta = round((self.total - self.rows) / rate, 1) if rate > 0 else None
         self.live.report(step=self.rows, total_steps=self.total, message=phase, eta_s=eta,
-                         items_per_s=round(rate, 2))
+                         items_per_s=round(rate, 2), **self.figures)
 
 
 def complete_collections(collections: list[SinkCollection]) -> list[SinkCollection]:

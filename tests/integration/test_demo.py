@@ -51,9 +51,17 @@ def test_demo_runs_end_to_end_and_registers_a_tuned_iteration(tmp_path: Path) ->
     tuned, parent = registered.groups()
     with sqlite3.connect(data_dir / "embtune.db") as db:
         rows = dict(db.execute("SELECT id, parent_id FROM embedding_models").fetchall())
-        status = db.execute("SELECT status FROM tasks").fetchall()
+        status = db.execute(
+            "SELECT kind, embedding_model_id, status FROM tasks ORDER BY created_at"
+        ).fetchall()
     assert rows == {parent: None, tuned: parent}
-    assert status == [("done",)]
+    # the base model's index, the task, then the promotion's reindex of the tuned model
+    assert status == [("reindex", parent, "done"), ("fine_tuning", parent, "done"),
+                      ("reindex", tuned, "done")]
+    # the live index is searched before and after the switch; the tuned model's vectors came
+    # from the task's own evaluation (the embedding cache), not a second encoding
+    assert "Live index before tuning" in out and "Live index after the switch" in out
+    assert "0 encoded, 56 from the task's cache" in out
     assert (data_dir / "models" / tuned / "model.safetensors").is_file()
     assert "/embedding-models/production/download" in out
     with sqlite3.connect(data_dir / "embtune.db") as db:
@@ -64,4 +72,5 @@ def test_demo_runs_end_to_end_and_registers_a_tuned_iteration(tmp_path: Path) ->
 
 def task_id(data_dir: Path) -> str:
     with sqlite3.connect(data_dir / "embtune.db") as db:
-        return str(db.execute("SELECT id FROM tasks").fetchone()[0])
+        found = db.execute("SELECT id FROM tasks WHERE kind = 'fine_tuning'").fetchone()
+        return str(found[0])

@@ -96,3 +96,17 @@ def test_refusals_are_one_line(url: str, tmp_path: Path) -> None:
     assert_one_error_line(embtune(down, "model", "vectors", model_id, "-o", str(target)), 1,
                           "cannot reach")
     assert list(out.iterdir()) == []  # no partial file left behind
+
+
+def test_reindex_create_splits_into_shards(url: str) -> None:
+    model_id = register(url)
+    with Client(url) as api:
+        api.upsert_items(ITEMS)
+    result = embtune(url, "reindex", "create", model_id, "--sink-type", "parquet",
+                     "--shards", "2", "--follow")
+    assert result.exit_code == 0, result.output
+    task, = ok_json(embtune(url, "reindex", "list", "--json"))
+    assert task["status"] == "done", task
+    assert task["metrics"]["shards"] == 2 and sum(task["metrics"]["shard_items"]) == 4
+    refused = embtune(url, "reindex", "create", model_id, "--shards", "2", "--incremental")
+    assert refused.exit_code == 1 and "shards" in refused.stderr

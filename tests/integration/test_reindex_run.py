@@ -92,6 +92,8 @@ def test_reindex_lifecycle_reuse_and_switch_on_every_backend(runtime: Runtime) -
     assert (m["mode"], m["items"], m["encoded"], m["reused"], m["written"]) == (
         "full", 40, 40, 0, 40)
     assert m["cache"] == "stored" and m["previous_live"] is None
+    # the progress said where the vectors came from while they were written
+    assert (first.progress.step, first.progress.extra.get("encoded")) == (40, 40)
     kinds = [e.kind for e in rt.tasks.events(first.id, TaskKind.reindex)]
     assert TaskEventKind.switch in kinds and kinds[-1] is TaskEventKind.transition
 
@@ -100,6 +102,7 @@ def test_reindex_lifecycle_reuse_and_switch_on_every_backend(runtime: Runtime) -
     assert second.status is TaskStatus.done, second.detail
     m2 = second.metrics or {}
     assert (m2["encoded"], m2["reused"], m2["cache"]) == (0, 40, "hit")
+    assert second.progress.extra.get("reused") == 40
     assert m2["previous_live"] == m["collection"] != m2["collection"]
     opened = rt.sinks.open(sink)
     assert opened.live() == m2["collection"]
