@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
@@ -38,11 +37,11 @@ from embtune.services.live_run import LiveRun
 from embtune.services.reindex_shards import ReindexShards
 from embtune.sinks.base import SinkError, VectorSink, collection_name
 from embtune.sinks.registry import SinkRegistry
+from embtune.storage.aliases_repo import AliasRepository
 from embtune.storage.db import Database
 from embtune.storage.items_repo import ItemRepository
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.sink_collections_repo import SinkCollectionRepository
-from embtune.storage.tables import AliasRow
 from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
@@ -302,21 +301,19 @@ class ReindexRun:
         the sink back on a model the alias has left (its collection is kept, retired)."""
         sink, started = written.sink, time.monotonic()
         if alias is not None:
-            row = session.execute(
-                select(AliasRow.model_id).where(AliasRow.name == alias).with_for_update()
-            ).first()
-            if row is not None and row.model_id != written.model_id:
+            points_at = AliasRepository().model_id_locked(session, alias)
+            if points_at is not None and points_at != written.model_id:
                 self.collections.set_state(session, sink.key, written.collection,
                                            CollectionState.retired, items=written.rows,
                                            dim=written.dim)
                 written.metrics["switched"] = False
                 written.metrics["not_switched"] = (
-                    f"alias {alias!r} now points at model {row.model_id}"
+                    f"alias {alias!r} now points at model {points_at}"
                 )
                 self.tasks.add_event(
                     session, written.task_id, TaskEventKind.switch, None, None,
                     f"sink {sink.name!r} not switched to {written.collection}: alias "
-                    f"{alias!r} moved on to model {row.model_id} meanwhile; kept for rollback",
+                    f"{alias!r} moved on to model {points_at} meanwhile; kept for rollback",
                 )
                 return
         written.metrics["switched"] = True

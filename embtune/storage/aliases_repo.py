@@ -61,6 +61,13 @@ def _to_change(row: Row) -> AliasChange:
 class AliasRepository:
     """Stateless; every method works inside the caller's transaction."""
 
+    def model_id_locked(self, session: Session, name: str) -> str | None:
+        """Where the alias points, with its row locked (PostgreSQL) until the caller's
+        transaction ends, so a move cannot land between this read and what it decides."""
+        return session.scalar(
+            select(AliasRow.model_id).where(AliasRow.name == name).with_for_update()
+        )
+
     def get(self, session: Session, name: str) -> Alias | None:
         row = session.execute(select(ALIASES).where(ALIASES.c.name == name)).first()
         return _to_alias(row) if row else None
