@@ -30,9 +30,10 @@ from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
 from embtune.domain.models import EmbeddingModel
-from embtune.domain.sinks import COMPLETE, CollectionState, SinkCollection
+from embtune.domain.sinks import CollectionState, SinkCollection
 from embtune.domain.tasks import Task, TaskEventKind
-from embtune.errors import TaskRefused, TaskStopped
+from embtune.errors import TaskRefused
+from embtune.services.collection_writer import CollectionWriter
 from embtune.services.live_run import LiveRun
 from embtune.services.reindex_shards import ReindexShards
 from embtune.sinks.base import SinkError, VectorSink, collection_name
@@ -46,7 +47,6 @@ from embtune.storage.tasks_repo import TaskRepository
 
 log = logging.getLogger(__name__)
 
-WRITE_BLOCK = 1024  # rows handed to the sink at a time (it batches further)
 
 
 def text_hash(text: str) -> str:
@@ -126,7 +126,7 @@ class ReindexRun:
         if shards > 1:
             return self._write_sharded(task, live, model, sink, collection, sorted(catalogue),
                                        shards, started)
-        writer = _CollectionWriter(sink, collection, model.id, live)
+        writer = CollectionWriter(sink, collection, model.id, live)
         try:
             metrics = self._fill(task, live, sink, model.source, model.id, catalogue, writer)
             rows = sink.finish(collection) if writer.created else 0
@@ -190,7 +190,7 @@ class ReindexRun:
         source: str,
         model_id: str,
         catalogue: dict[str, str],
-        writer: _CollectionWriter,
+        writer: CollectionWriter,
     ) -> dict[str, Any]:
         """Write every catalogue item's vector into the new collection; the run's figures."""
         hashes = {object_id: text_hash(text) for object_id, text in catalogue.items()}
@@ -240,7 +240,7 @@ class ReindexRun:
         todo: dict[str, str],
         *,
         full: bool,
-        writer: _CollectionWriter,
+        writer: CollectionWriter,
         hashes: dict[str, str],
     ) -> Any:
         live.report(step=writer.rows, total_steps=writer.total, message="loading model")
@@ -383,54 +383,3 @@ class ReindexRun:
             return
         with contextlib.suppress(Exception), self.db.transaction() as session:
             self.collections.set_state(session, sink.key, collection, CollectionState.dropped)
-
-
-class _CollectionWriter:
-    """Creates the collection at the first block (its dimension known then), writes blocks,
-    reports progress with an ETA, and sees a cancel between blocks."""
-
-    def __init__(self, sink: VectorSink, collection: str, model_id: str, live: LiveRun) -> None:
-        self.sink = sink
-        self.collection = collection
-        self.model_id = model_id
-        self.live = live
-        self.created = False
-        self.rows = 0
-        self.dim = 0
-        self.total = 0
-        self.write_s = 0.0
-        self.started = time.monotonic()
-        self.figures: dict[str, int] = {}
-
-    def check(self) -> None:
-        if self.live.stop.is_set():
-            raise TaskStopped("reindex canceled or taken over")
-
-    def add(
-        self, ids: list[str], vectors: np.ndarray, hashes: list[str], phase: str, **figures: int
-    ) -> None:
-        """`figures`: where the vectors so far came from (encoded, reused, copied), shown with
-        the progress by the CLI and the dashboard."""
-        self.check()
-        self.figures.update(figures)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        started = time.monotonic()
-        if not self.created:
-            self.dim = int(vectors.shape[1])
-            self.sink.create(self.collection, self.dim)
-            self.created = True
-        for start in range(0, len(ids), WRITE_BLOCK):
-            end = start + WRITE_BLOCK
-            self.sink.write(self.collection, ids[start:end], vectors[start:end],
-                            hashes[start:end], self.model_id)
-        self.write_s += time.monotonic() - started
-        self.rows += len(ids)
-        elapsed = time.monotonic() - self.started
-        rate = self.rows / elapsed if elapsed > 0 else 0.0
-        eta = round((self.total - self.rows) / rate, 1) if rate > 0 else None
-        self.live.report(step=self.rows, total_steps=self.total, message=phase, eta_s=eta,
-                         items_per_s=round(rate, 2), **self.figures)
-
-
-def complete_collections(collections: list[SinkCollection]) -> list[SinkCollection]:
-    return [c for c in collections if c.state in COMPLETE]

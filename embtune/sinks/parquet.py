@@ -13,8 +13,6 @@ meant for (a download, a small service).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import os
 import posixpath
@@ -23,7 +21,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
@@ -36,86 +33,24 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import field_validator
 
 from embtune.sinks.base import Hit, SinkConfig, SinkContext, SinkError, VectorSink
+from embtune.sinks.parquet_files import (
+    MANIFEST_FORMAT,
+    VECTORS_FILE,
+    HashingFile,
+    Writing,
+    redact,
+    schema,
+)
+from embtune.sinks.parquet_parts import ParquetParts
 
-VECTORS_FILE = "vectors.parquet"
 MANIFEST_FILE = "manifest.json"
-SHARED_FILE = "shared.json"  # a shared collection's dimension, for parts written elsewhere
 CURRENT_FILE = "CURRENT.json"
-MANIFEST_FORMAT = 1
 SEARCH_CACHE_SIZE = 2
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _LOCAL_PROTOCOLS = (None, "file", "local")
 
 
-def redact(text: str) -> str:
-    """`text` with any `user:password@` of a URL removed: paths end up in task failures."""
-    return _USERINFO.sub("", text)
-
-
-def schema(dim: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("object_id", pa.string()),
-            ("vector", pa.list_(pa.float32(), dim)),
-            ("model_id", pa.string()),
-            ("text_hash", pa.string()),
-        ]
-    )
-
-
-class _HashingFile(io.RawIOBase):
-    """Passes the writer's bytes to the real file while hashing and counting them, so the
-    manifest's sha256 costs no second read of a possibly remote file."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.raw.write(view)
-        self.sha.update(view)
-        self.size += len(view)
-        return len(view)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                super().close()  # flushes
-            finally:
-                self.raw.close()
-
-
-@dataclass
-class _Writing:
-    """A collection being written: its open file and what the manifest will say."""
-
-    dim: int
-    path: str
-    file: _HashingFile
-    writer: pq.ParquetWriter
-    rows: int = 0
-    model_id: str | None = None
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-        with contextlib.suppress(Exception):
-            self.file.close()
-
-
-class ParquetSink(VectorSink):
+class ParquetSink(ParquetParts, VectorSink):
     type_name = "parquet"
 
     class Config(SinkConfig):
@@ -148,8 +83,8 @@ class ParquetSink(VectorSink):
         self.config: ParquetSink.Config = config  # type: ignore[assignment]
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root = ""
-        self._writing: dict[str, _Writing] = {}
-        self._parts: dict[tuple[str, int], _Writing] = {}
+        self._writing: dict[str, Writing] = {}
+        self._parts: dict[tuple[str, int], Writing] = {}
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -216,14 +151,14 @@ class ParquetSink(VectorSink):
         path = f"{folder}/{VECTORS_FILE}"
         with self._io("create", self._where(path)):
             self.fs.makedirs(folder, exist_ok=True)
-            file = _HashingFile(self.fs.open(path, "wb"))
+            file = HashingFile(self.fs.open(path, "wb"))
             try:
                 writer = pq.ParquetWriter(file, schema(dim))
             except BaseException:
                 file.close()
                 raise
         with self._lock:
-            self._writing[collection] = _Writing(dim=dim, path=path, file=file, writer=writer)
+            self._writing[collection] = Writing(dim=dim, path=path, file=file, writer=writer)
 
     def write(
         self,
@@ -242,7 +177,7 @@ class ParquetSink(VectorSink):
     def _append(
         self,
         collection: str,
-        state: _Writing,
+        state: Writing,
         object_ids: list[str],
         vectors: np.ndarray,
         text_hashes: list[str],
@@ -280,7 +215,7 @@ class ParquetSink(VectorSink):
         self._write_manifest(collection, state, stored)
         return state.rows
 
-    def _close(self, state: _Writing) -> int:
+    def _close(self, state: Writing) -> int:
         """Close a written file and check its stored size; the size."""
         try:
             with self._io("write", self._where(state.path)):
@@ -297,7 +232,7 @@ class ParquetSink(VectorSink):
         return int(stored)
 
     def _write_manifest(
-        self, collection: str, state: _Writing, stored: int, **extra: Any
+        self, collection: str, state: Writing, stored: int, **extra: Any
     ) -> None:
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -314,116 +249,6 @@ class ParquetSink(VectorSink):
         self._put_json(f"{self._dir(collection)}/{MANIFEST_FILE}", manifest)
 
     # -- parts of a shared collection (a sharded reindex) ---------------------------------
-
-    def create_shared(self, collection: str, dim: int) -> None:
-        if dim < 1:
-            raise SinkError(f"invalid vector dimension {dim}")
-        self.drop(collection)
-        folder = self._dir(collection)
-        with self._io("create", self._where(folder)):
-            self.fs.makedirs(folder, exist_ok=True)
-        self._put_json(f"{folder}/{SHARED_FILE}", {"format": MANIFEST_FORMAT, "dim": dim})
-
-    def write_part(
-        self,
-        collection: str,
-        part: int,
-        object_ids: list[str],
-        vectors: np.ndarray,
-        text_hashes: list[str],
-        model_id: str,
-    ) -> None:
-        with self._lock:
-            state = self._parts.get((collection, part))
-        if state is None:
-            state = self._open_part(collection, part)
-        self._append(collection, state, object_ids, vectors, text_hashes, model_id)
-
-    def _open_part(self, collection: str, part: int) -> _Writing:
-        """A new file for this run of the part; never recreates a dropped collection."""
-        folder = self._dir(collection)
-        shared = self._get_json(f"{folder}/{SHARED_FILE}")
-        if shared is None:
-            raise SinkError(f"collection {collection!r} is not shared or was dropped")
-        dim = int(shared["dim"])
-        path = f"{folder}/part-{part:05d}-{uuid.uuid4().hex[:12]}.parquet"
-        with self._io("create", self._where(path)):
-            file = _HashingFile(self.fs.open(path, "wb"))
-            try:
-                writer = pq.ParquetWriter(file, schema(dim))
-            except BaseException:
-                file.close()
-                raise
-        state = _Writing(dim=dim, path=path, file=file, writer=writer)
-        with self._lock:
-            self._parts[(collection, part)] = state
-        return state
-
-    def finish_part(self, collection: str, part: int) -> dict[str, Any]:
-        with self._lock:
-            state = self._parts.pop((collection, part), None)
-        if state is None:  # the part's range held no items
-            return {"part": part, "file": None, "rows": 0, "bytes": 0, "sha256": None}
-        stored = self._close(state)
-        return {"part": part, "file": posixpath.basename(state.path), "rows": state.rows,
-                "bytes": stored, "sha256": state.file.sha.hexdigest()}
-
-    def abort_part(self, collection: str, part: int) -> None:
-        with self._lock:
-            state = self._parts.pop((collection, part), None)
-        if state is not None:
-            state.abort()
-            with contextlib.suppress(Exception):
-                self.fs.rm(state.path)
-
-    def finish_shared(self, collection: str, receipts: list[dict[str, Any]]) -> int:
-        """Merge the receipted parts (checked against their size and sha256) into one
-        `vectors.parquet`, delete every part file, and write the manifest last."""
-        if self._manifest(collection, required=False) is not None:
-            return self.count(collection)  # finished before: repeating is harmless
-        folder = self._dir(collection)
-        shared = self._get_json(f"{folder}/{SHARED_FILE}")
-        if shared is None:
-            raise SinkError(f"collection {collection!r} is not shared or was dropped")
-        dim = int(shared["dim"])
-        path = f"{folder}/{VECTORS_FILE}"
-        with self._io("create", self._where(path)):
-            file = _HashingFile(self.fs.open(path, "wb"))
-            state = _Writing(dim=dim, path=path, file=file,
-                             writer=pq.ParquetWriter(file, schema(dim)))
-        try:
-            for receipt in sorted(receipts, key=lambda r: int(r["part"])):
-                if receipt.get("file"):
-                    table = self._read_part(folder, receipt)
-                    with self._io("write", self._where(path)):
-                        state.writer.write_table(table.cast(schema(dim)))
-                    state.rows += table.num_rows
-                    state.model_id = state.model_id or table.column("model_id")[0].as_py()
-        except BaseException:
-            state.abort()
-            raise
-        stored = self._close(state)
-        with self._io("delete", self._where(folder)):
-            for entry in self.fs.ls(folder, detail=False):
-                if posixpath.basename(entry).startswith("part-"):
-                    self.fs.rm(entry)
-        self._write_manifest(collection, state, stored,
-                             parts=sorted(receipts, key=lambda r: int(r["part"])))
-        return state.rows
-
-    def _read_part(self, folder: str, receipt: dict[str, Any]) -> pa.Table:
-        path = f"{folder}/{receipt['file']}"
-        with self._io("read", self._where(path)):
-            data = self.fs.cat_file(path)
-        if len(data) != receipt["bytes"] or hashlib.sha256(data).hexdigest() != receipt["sha256"]:
-            raise SinkError(f"{self._where(path)} is not the part its shard wrote "
-                            f"({len(data)} bytes, receipt {receipt['bytes']})")
-        with self._io("read", self._where(path)):
-            table = pq.read_table(pa.BufferReader(data))
-        if table.num_rows != receipt["rows"]:
-            raise SinkError(f"{self._where(path)} holds {table.num_rows} rows, its shard "
-                            f"wrote {receipt['rows']}")
-        return table
 
     def _put_json(self, path: str, value: dict[str, Any]) -> None:
         """Replace a small JSON file so that a reader sees the old or the new one, whole."""
