@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
@@ -293,11 +293,16 @@ class Client(ReindexClientMixin):
 
     def follow(self, task_id: str, interval_s: float = 0.5) -> Iterator[TaskPublic]:
         """Yield the task as it changes until it reaches a final state."""
+        return self._follow(self.get_task, task_id, interval_s)
+
+    @staticmethod
+    def _follow(get: Callable[[str], Any], task_id: str, interval_s: float) -> Iterator[Any]:
+        """Poll `get(task_id)`, yielding each new (status, progress), until a final state."""
         import time
 
         last = None
         while True:
-            task = self.get_task(task_id)
+            task = get(task_id)
             snapshot = (task.status, task.progress.model_dump())
             if snapshot != last:
                 yield task

@@ -12,7 +12,6 @@ methods can move into `Client` unchanged.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,16 +87,7 @@ class ReindexClientMixin:
 
     def follow_reindex(self, task_id: str, interval_s: float = 0.5) -> Iterator[ReindexTaskPublic]:
         """Yield the reindex task as it changes until it reaches a final state."""
-        last = None
-        while True:
-            task = self.get_reindex_task(task_id)
-            snapshot = (task.status, task.progress.model_dump())
-            if snapshot != last:
-                yield task
-                last = snapshot
-            if task.status.is_terminal:
-                return
-            time.sleep(interval_s)
+        return self._follow(self.get_reindex_task, task_id, interval_s)  # type: ignore[attr-defined]
 
     # -- search and vectors -----------------------------------------------------------------------
     def search(

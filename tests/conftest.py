@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,6 +167,17 @@ def events(client: TestClient, task_id: str) -> list[dict[str, Any]]:
 
 def claims(client: TestClient, task_id: str) -> int:
     return sum(1 for e in events(client, task_id) if e["to_status"] == "processing")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """`embtune serve` / `worker` processes a test starts: killed at its end if still alive."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
 
 
 @contextmanager

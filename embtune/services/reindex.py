@@ -21,7 +21,7 @@ from embtune.domain.sinks import SinkCollection
 from embtune.domain.tasks import Task, TaskKind
 from embtune.errors import Conflict, InvalidParams, NotFound
 from embtune.services.aliases import AliasService
-from embtune.services.tasks import TaskService
+from embtune.services.tasks import TaskService, existing_for_key
 from embtune.services.weights import ModelWeights
 from embtune.sinks.base import Hit, SinkConfig
 from embtune.sinks.registry import SinkRegistry
@@ -156,14 +156,8 @@ class ReindexService:
             )
             if created is None:
                 assert idempotency_key is not None
-                found = self.tasks.tasks.get_by_key(session, idempotency_key)
-                assert found is not None
-                existing, existing_hash = found
-                if existing_hash != fingerprint:
-                    raise Conflict(
-                        f"idempotency_key {idempotency_key!r} was used for task {existing.id} "
-                        "with a different request body"
-                    )
+                existing = existing_for_key(self.tasks.tasks, session, idempotency_key,
+                                            fingerprint)
                 return existing, False
         assert created.message_id is not None
         self.tasks.send(created.id, created.message_id)

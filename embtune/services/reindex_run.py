@@ -29,7 +29,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from embtune.artifacts import ArtifactStore
-from embtune.domain.models import EmbeddingModel
 from embtune.domain.sinks import CollectionState, SinkCollection
 from embtune.domain.tasks import Task, TaskEventKind
 from embtune.errors import TaskRefused
@@ -123,13 +122,18 @@ class ReindexRun:
                 },
             )
         shards = self.sharded.count(task, len(catalogue))
-        if shards > 1:
-            return self._write_sharded(task, live, model, sink, collection, sorted(catalogue),
-                                       shards, started)
-        writer = CollectionWriter(sink, collection, model.id, live)
         try:
-            metrics = self._fill(task, live, sink, model.source, model.id, catalogue, writer)
-            rows = sink.finish(collection) if writer.created else 0
+            if shards > 1:  # written by shard tasks (any worker's), counted the same way
+                rows, dim, metrics = self.sharded.write(
+                    task, live, model, sink, collection, sorted(catalogue), shards
+                )
+            else:
+                writer = CollectionWriter(sink, collection, model.id, live)
+                metrics = self._fill(task, live, sink, model.source, model.id, catalogue,
+                                     writer)
+                rows = sink.finish(collection) if writer.created else 0
+                dim = writer.dim
+                metrics["timings_s"]["write"] = round(writer.write_s, 3)
             if rows != len(catalogue):
                 raise SinkError(
                     f"count check failed: collection {collection} holds {rows} vectors, "
@@ -142,40 +146,6 @@ class ReindexRun:
             collection=collection,
             sink={"type": sink.config.type, "name": sink.name, "key": sink.key},
             items=len(catalogue),
-            written=writer.rows,
-            dim=writer.dim,
-        )
-        metrics["timings_s"]["write"] = round(writer.write_s, 3)
-        metrics["timings_s"]["total_before_switch"] = round(time.monotonic() - started, 3)
-        return Written(task.id, model.id, sink, collection, rows, writer.dim, metrics)
-
-    def _write_sharded(
-        self,
-        task: Task,
-        live: LiveRun,
-        model: EmbeddingModel,
-        sink: VectorSink,
-        collection: str,
-        object_ids: list[str],
-        shards: int,
-        started: float,
-    ) -> Written:
-        """The collection written by shard tasks (any worker's), counted like a single run's."""
-        try:
-            rows, dim, metrics = self.sharded.write(task, live, model, sink, collection,
-                                                    object_ids, shards)
-            if rows != len(object_ids):
-                raise SinkError(
-                    f"count check failed: collection {collection} holds {rows} vectors, "
-                    f"the catalogue {len(object_ids)} items"
-                )
-        except BaseException:
-            self._drop(sink, collection)
-            raise
-        metrics.update(
-            collection=collection,
-            sink={"type": sink.config.type, "name": sink.name, "key": sink.key},
-            items=len(object_ids),
             written=rows,
             dim=dim,
         )

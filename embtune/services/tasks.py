@@ -46,6 +46,22 @@ RUN_FIELDS_RESET: dict[str, Any] = {
 }
 
 
+def existing_for_key(
+    repo: TaskRepository, session: Any, key: str, fingerprint: str
+) -> Task:
+    """The task an earlier create with this idempotency key made, when its body was the same
+    (any kind of task); 409 when it was not."""
+    found = repo.get_by_key(session, key)
+    assert found is not None  # the insert found the key taken
+    existing, existing_hash = found
+    if existing_hash != fingerprint:
+        raise Conflict(
+            f"idempotency_key {key!r} was used for task {existing.id} with a different request "
+            "body"
+        )
+    return existing
+
+
 def done_restart_detail(task: Task) -> str:
     """Why a done task cannot be restarted, and what to do instead."""
     if task.kind is TaskKind.reindex:
@@ -124,15 +140,7 @@ class TaskService:
             created = self.tasks.create(session, values)
             if created is None:
                 assert idempotency_key is not None
-                found = self.tasks.get_by_key(session, idempotency_key)
-                assert found is not None
-                existing, existing_hash = found
-                if existing_hash != fingerprint:
-                    raise Conflict(
-                        f"idempotency_key {idempotency_key!r} was used for task {existing.id} "
-                        "with a different request body"
-                    )
-                return existing, False
+                return existing_for_key(self.tasks, session, idempotency_key, fingerprint), False
         self.send(created.id, values["message_id"])
         return created, True
 

@@ -215,16 +215,6 @@ def test_empty_catalogue_is_refused(runtime: Runtime) -> None:
     assert task.status is TaskStatus.refused and "catalogue is empty" in (task.detail or "")
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.mark.backends("postgres-redis")
 def test_killed_worker_mid_reindex_is_requeued_and_completes_without_duplicates(
     backend: Backend, tmp_path: Path, processes: list[subprocess.Popen]

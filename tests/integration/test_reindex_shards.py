@@ -245,16 +245,6 @@ def test_recovery_requeues_a_stale_shard_like_any_task(tmp_path: Path, backend: 
         rt.close()
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
 def _pid(worker_id: str | None) -> int | None:
     return int(worker_id.split(":")[1]) if worker_id else None
 
