@@ -72,9 +72,10 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 
 def run_with_workers(
-    n: int, env: dict[str, str], work: Path, url: str, model_id: str, shards: int, sink: dict
+    n: int, env: dict[str, str], work: Path, url: str, model_id: str, shards: int, sink: dict,
+    threads_per_worker: int = 0,
 ) -> dict[str, Any]:
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n)
     worker_env = {**env, "EMBTUNE_WORKER_THREADS": "1", "OMP_NUM_THREADS": str(threads),
                   "MKL_NUM_THREADS": str(threads)}
     logs = [work / f"worker-{n}-{i}.log" for i in range(n)]
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=0, help="the first N items (0: all)")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--threads-per-worker", type=int, default=0,
+                        help="torch threads of each worker (0: cores // workers); 1 shows how "
+                        "throughput grows when every worker has a core of its own")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     token = secrets.token_hex(4)
@@ -156,7 +160,8 @@ def main() -> None:
                 f"{os.cpu_count()} CPU cores")
             sink = {"type": "parquet", "name": "scale", "url": str(work / "vectors")}
             for n in (int(x) for x in args.workers.split(",")):
-                result = run_with_workers(n, env, work, url, model.id, args.shards, sink)
+                result = run_with_workers(n, env, work, url, model.id, args.shards, sink,
+                                          args.threads_per_worker)
                 log(json.dumps(result))
                 results.append(result)
         finally:
