@@ -102,9 +102,9 @@ class TaskRow(Base):
 
 
 class TaskCountRow(Base):
-    """How many tasks each (kind, model, status) holds, kept in step with `tasks` by the transactions
-    that change a status, so a filtered list's total is a few-row sum rather than a count over
-    up to a million index entries."""
+    """How many tasks each (kind, model, status) holds, kept in step with `tasks` by the
+    transactions that change a status, so a filtered list's total is a few-row sum rather than
+    a count over up to a million index entries."""
 
     __tablename__ = "task_counts"
 
@@ -329,7 +329,7 @@ class AliasChangeRow(Base):
     __table_args__ = (UniqueConstraint("alias", "version", name="uq_alias_changes_version"),)
 
 
-# -- vector sinks -----------------------------------------------------------------------------------
+# -- vector sinks ---------------------------------------------------------------------------------
 
 
 class SinkCollectionRow(Base):
