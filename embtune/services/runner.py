@@ -239,21 +239,13 @@ class TaskRunner:
                 settled = self.promotion.settle(session, task.id, model_id, policy, metrics)
                 if settled.record is not None:
                     metrics["promotion"] = settled.record
-                done = self.tasks.apply(
+                self._mark_done(
                     session,
-                    task.id,
-                    Transition.complete,
-                    message_id=live.message_id,
-                    message=f"registered model {model_id}",
-                    values={
-                        "metrics": metrics,
-                        "result_model_id": model_id,
-                        "finished_at": utcnow(),
-                        "progress": final_progress(live, "done"),
-                    },
+                    live,
+                    f"registered model {model_id}",
+                    {"metrics": metrics, "result_model_id": model_id},
+                    lost="task left processing before its result was registered",
                 )
-                if done is None:
-                    raise TaskStopped("task left processing before its result was registered")
         except BaseException:
             self.artifacts.unpublish(published)
             raise
@@ -274,20 +266,13 @@ class TaskRunner:
                 if owned is None or not self.tasks.is_owned(session, task.id, live.message_id):
                     raise TaskStopped("task left processing before its sink was switched")
                 self.reindex.switch(session, written, alias=task.params.get("alias"))
-                done = self.tasks.apply(
+                self._mark_done(
                     session,
-                    task.id,
-                    Transition.complete,
-                    message_id=live.message_id,
-                    message=f"wrote {written.rows} vectors into {written.collection}",
-                    values={
-                        "metrics": written.metrics,
-                        "finished_at": utcnow(),
-                        "progress": final_progress(live, "done"),
-                    },
+                    live,
+                    f"wrote {written.rows} vectors into {written.collection}",
+                    {"metrics": written.metrics},
+                    lost="task left processing before its sink was switched",
                 )
-                if done is None:
-                    raise TaskStopped("task left processing before its sink was switched")
         except BaseException:
             self.reindex.undo(written)
             raise
@@ -301,17 +286,29 @@ class TaskRunner:
         metrics = self.reindex.sharded.run_shard(task, live)
         with live.writing, self.db.transaction() as session:
             self._flush_messages(session, live)
-            done = self.tasks.apply(
+            self._mark_done(
                 session,
-                task.id,
-                Transition.complete,
-                message_id=live.message_id,
-                message=f"wrote {metrics['items']} vectors (shard {metrics['shard'] + 1})",
-                values={"metrics": metrics, "finished_at": utcnow(),
-                        "progress": final_progress(live, "done")},
+                live,
+                f"wrote {metrics['items']} vectors (shard {metrics['shard'] + 1})",
+                {"metrics": metrics},
+                lost="shard left processing before it was marked done",
             )
+
+    def _mark_done(
+        self, session: Session, live: LiveRun, message: str, values: dict[str, Any], *, lost: str
+    ) -> None:
+        """processing → done for this run, in the caller's transaction (with its result);
+        TaskStopped (`lost`) when the run no longer owns the task, so the caller rolls back."""
+        done = self.tasks.apply(
+            session,
+            live.task_id,
+            Transition.complete,
+            message_id=live.message_id,
+            message=message,
+            values={**values, "finished_at": utcnow(), "progress": final_progress(live, "done")},
+        )
         if done is None:
-            raise TaskStopped("shard left processing before it was marked done")
+            raise TaskStopped(lost)
 
     def _finish(self, live: LiveRun, transition: Transition, *, detail: str) -> None:
         """Record failed/refused — only if this run still owns the task (never over canceled)."""

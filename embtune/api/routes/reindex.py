@@ -16,11 +16,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import AliasesDep, ReindexDep, TasksDep
-from embtune.api.errors import query_error
-from embtune.api.params import PathId
+from embtune.api.params import PathId, StatusQuery, parse_status
 from embtune.api.responses import UNDECODABLE, error_responses
-from embtune.api.routes.tasks import STATUS_PATTERN
-from embtune.domain.tasks import TaskKind, TaskStatus
+from embtune.domain.tasks import TaskKind
 from embtune.errors import Unavailable
 from embtune.schemas.common import NO_NUL
 from embtune.schemas.reindex import (
@@ -81,24 +79,11 @@ async def list_reindex_tasks(
     response: Response,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    status_: Annotated[
-        str | None,
-        Query(
-            alias="status",
-            max_length=32,
-            description="Any case: pending, PROCESSING, …",
-            json_schema_extra={"pattern": STATUS_PATTERN},
-        ),
-    ] = None,
+    status_: StatusQuery = None,
     embedding_model_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> list[ReindexTaskPublic]:
     """Reindex tasks only, newest first; `X-Total-Count` carries the filtered total."""
-    parsed = None
-    if status_ is not None:
-        try:
-            parsed = TaskStatus.parse(status_)
-        except ValueError as exc:
-            raise query_error("status", str(exc)) from None
+    parsed = parse_status(status_)
     page, total = await run_in_threadpool(
         lambda: reindex.page(
             offset=offset, limit=limit, status=parsed, embedding_model_id=embedding_model_id

@@ -9,10 +9,8 @@ from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from embtune.api.deps import TasksDep
-from embtune.api.errors import query_error
-from embtune.api.params import PathId
+from embtune.api.params import PathId, StatusQuery, parse_status
 from embtune.api.responses import UNDECODABLE, error_responses
-from embtune.domain.tasks import TaskStatus
 from embtune.schemas.common import NO_NUL
 from embtune.schemas.tasks import PreflightPublic, TaskCreate, TaskEventPublic, TaskPublic
 
@@ -26,11 +24,6 @@ CREATE_ERRORS = {
     404: "Unknown embedding model or batch",
     422: "Invalid body, or params invalid for the model's plugin (named `params.<field>`)",
 }
-# Documents the values `TaskStatus.parse` accepts (any case, surrounding blanks); the check itself
-# stays in the route, whose 422 lists the valid statuses.
-STATUS_PATTERN = r"^\s*(" + "|".join(
-    "".join(f"[{c.lower()}{c.upper()}]" for c in status.value) for status in TaskStatus
-) + r")\s*$"
 
 
 @router.post(
@@ -70,24 +63,11 @@ async def list_tasks(
     response: Response,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    status_: Annotated[
-        str | None,
-        Query(
-            alias="status",
-            max_length=32,
-            description="Any case: pending, PROCESSING, …",
-            json_schema_extra={"pattern": STATUS_PATTERN},
-        ),
-    ] = None,
+    status_: StatusQuery = None,
     embedding_model_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> list[TaskPublic]:
     """Newest first; `X-Total-Count` carries the filtered total."""
-    parsed = None
-    if status_ is not None:
-        try:
-            parsed = TaskStatus.parse(status_)
-        except ValueError as exc:
-            raise query_error("status", str(exc)) from None
+    parsed = parse_status(status_)
     page, total = await run_in_threadpool(
         lambda: tasks.page(
             offset=offset, limit=limit, status=parsed, embedding_model_id=embedding_model_id
