@@ -25,7 +25,13 @@ from embtune.services.reindex_shards import plan_ranges, shard_count
 from embtune.storage.db import utcnow
 from embtune.storage.sink_collections_repo import SinkCollectionRepository
 from tests.conftest import make_settings, wait_until
-from tests.integration.test_reindex_run import catalogue, finished, register, sink_rows
+from tests.integration.test_reindex_run import (
+    WORDS,
+    catalogue,
+    finished,
+    register,
+    sink_rows,
+)
 from tests.support.backends import Backend
 from tests.support.processes import spawn
 
@@ -256,9 +262,13 @@ def test_two_workers_share_the_shards_and_a_killed_ones_shard_is_requeued(
     api = Runtime.build(make_settings(backend, tmp_path / "api", heartbeat_timeout_s=2.0))
     try:
         model_id = register(api)
-        # enough shards that the second worker, slow to start (it loads the model at its first
-        # shard), still finds some after its first
-        api.catalogue.upsert_items(catalogue(4000))
+        # enough shards, each slow enough (longer texts) that the second worker, slow to
+        # start (it loads the model at its first shard), still finds some after its first
+        # however fast the machine: a shard of short texts took 0.4 s on an idle one
+        padding = " ".join(WORDS)
+        api.catalogue.upsert_items(
+            [{**item, "text": f"{item['text']} {padding}"} for item in catalogue(4000)]
+        )
         shared = {"type": "parquet", "url": str(tmp_path / "vectors")}
         threads = {"OMP_NUM_THREADS": "1", "EMBTUNE_WORKER_THREADS": "1"}
         for name in ("w1", "w2"):
