@@ -8,6 +8,7 @@ table. It needs only Rich and a client: nothing from the server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -19,6 +20,25 @@ if TYPE_CHECKING:
 
 def follow_task(api: Client, task_id: str, console: Console) -> Any:
     """A live progress bar until the task ends; returns the final task."""
+
+    def describe(task: Any) -> str:
+        p = task.progress
+        extra = p.model_extra or {}
+        message = p.message
+        if p.total_steps:
+            message += f"  step {p.step}/{p.total_steps}"
+        if "loss" in extra and extra["loss"] is not None:
+            message += f"  loss {float(extra['loss']):.4f}"
+        if extra.get("eta_s"):
+            message += f"  eta {float(extra['eta_s']):.0f}s"
+        return message
+
+    return live_bar(api.follow(task_id), describe, console)
+
+
+def live_bar(updates: Iterable[Any], describe: Callable[[Any], str], console: Console) -> Any:
+    """Draw each update of a followed task (any kind) as a bar with its status and
+    `describe(task)`; the last update once the task ended."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -31,17 +51,8 @@ def follow_task(api: Client, task_id: str, console: Console) -> Any:
     ) as bar:
         handle = bar.add_task("task", total=1.0, status="pending", message="")
         final = None
-        for task in api.follow(task_id):
-            p = task.progress
-            extra = p.model_extra or {}
-            message = p.message
-            if p.total_steps:
-                message += f"  step {p.step}/{p.total_steps}"
-            if "loss" in extra and extra["loss"] is not None:
-                message += f"  loss {float(extra['loss']):.4f}"
-            if extra.get("eta_s"):
-                message += f"  eta {float(extra['eta_s']):.0f}s"
-            bar.update(handle, completed=p.fraction, status=task.status.value,
-                       message=escape(message))
+        for task in updates:
+            bar.update(handle, completed=task.progress.fraction, status=task.status.value,
+                       message=escape(describe(task)))
             final = task
         return final

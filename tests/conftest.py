@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from embtune.api.app import create_app
 from embtune.config import Settings
+from embtune.runtime import Runtime
 from tests.support.backends import TEST_PLUGINS, Backend, provision, selected_backends
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -167,6 +168,17 @@ def events(client: TestClient, task_id: str) -> list[dict[str, Any]]:
 
 def claims(client: TestClient, task_id: str) -> int:
     return sum(1 for e in events(client, task_id) if e["to_status"] == "processing")
+
+
+@pytest.fixture
+def runtime(backend: Backend, tmp_path: Path) -> Iterator[Runtime]:
+    """The service's runtime with its in-process worker, driven through its services."""
+    rt = Runtime.build(make_settings(backend, tmp_path / "data"))
+    rt.start_worker()
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from embtune.cli.common import (
 )
 from embtune.cli.tasks import KIND_STYLE, progress_figures, progress_text, styled
 from embtune.client import DEFAULT_URL, Client
+from embtune.console import live_bar
 from embtune.schemas.reindex import K_MAX, ReindexTaskPublic, SearchResponse
 
 app = typer.Typer(help="Reindex tasks: write a model's catalogue vectors into a vector sink "
@@ -115,34 +116,23 @@ def print_summary(task: ReindexTaskPublic, console: Console) -> None:
 def follow_bar(api: Client, task_id: str, console: Console) -> ReindexTaskPublic:
     """A live progress bar until the task ends: items written of the catalogue, the phase,
     the encoded/reused counts when the run reports them, and the ETA."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        TextColumn("[bold]{task.fields[status]:<10}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        handle = bar.add_task("reindex", total=1.0, status="pending", message="")
-        final = None
-        for task in api.follow_reindex(task_id):
-            p = task.progress
-            extra = p.model_extra or {}
-            message = p.message
-            if p.total_steps:
-                message += f"  {p.step}/{p.total_steps} items"
-            for name in ("encoded", "reused", "copied"):
-                if isinstance(extra.get(name), int):
-                    message += f"  {name} {extra[name]}"
-            if extra.get("items_per_s"):
-                message += f"  {float(extra['items_per_s']):.3g}/s"
-            if extra.get("eta_s") is not None:
-                message += f"  eta {float(extra['eta_s']):.0f}s"
-            bar.update(handle, completed=p.fraction, status=task.status.value,
-                       message=escape(message))
-            final = task
+    def describe(task: ReindexTaskPublic) -> str:
+        p = task.progress
+        extra = p.model_extra or {}
+        message = p.message
+        if p.total_steps:
+            message += f"  {p.step}/{p.total_steps} items"
+        for name in ("encoded", "reused", "copied"):
+            if isinstance(extra.get(name), int):
+                message += f"  {name} {extra[name]}"
+        if extra.get("items_per_s"):
+            message += f"  {float(extra['items_per_s']):.3g}/s"
+        if extra.get("eta_s") is not None:
+            message += f"  eta {float(extra['eta_s']):.0f}s"
+        return message
+
+    final = live_bar(api.follow_reindex(task_id), describe, console)
     assert final is not None
     return final
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,6 @@ def catalogue(n: int, start: int = 0) -> list[dict[str, str]]:
          "text": f"{WORDS[i % 20]} {WORDS[(i // 20) % 20]} {WORDS[(i * 7) % 20]} number {i}"}
         for i in range(start, start + n)
     ]
-
-
-@pytest.fixture
-def runtime(backend: Backend, tmp_path: Path) -> Iterator[Runtime]:
-    rt = Runtime.build(make_settings(backend, tmp_path / "data"))
-    rt.start_worker()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def register(rt: Runtime) -> str:

@@ -9,7 +9,6 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,16 +33,6 @@ from tests.integration.test_reindex_run import (
 )
 from tests.support.backends import Backend
 from tests.support.processes import spawn
-
-
-@pytest.fixture
-def runtime(backend: Backend, tmp_path: Path) -> Iterator[Runtime]:
-    rt = Runtime.build(make_settings(backend, tmp_path / "data"))
-    rt.start_worker()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def shard_tasks(rt: Runtime, parent: Task) -> list[Task]:
