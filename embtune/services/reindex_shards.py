@@ -169,6 +169,9 @@ class ReindexShards:
                     raise TaskStopped("reindex canceled or taken over")
                 shards = self._read(ids)
                 for shard in shards:
+                    if shard.status in FAILED and not self._still_running(live):
+                        # the shard was canceled because this run was: not a shard's failure
+                        raise TaskStopped("reindex canceled or taken over")
                     if shard.status in FAILED:
                         p = shard.params
                         raise SinkError(
@@ -184,6 +187,14 @@ class ReindexShards:
                     live.stop.wait(POLL_S)
         finally:
             reporter.stop()
+
+    def _still_running(self, live: LiveRun) -> bool:
+        """Whether this run still owns its task (its monitor may not have noticed yet)."""
+        if live.stop.is_set():
+            return False
+        own = self._read([live.task_id])
+        return bool(own) and own[0].status is TaskStatus.processing and (
+            own[0].message_id == live.message_id)
 
     def _read(self, ids: list[str]) -> list[Task]:
         with self.db.read() as session:

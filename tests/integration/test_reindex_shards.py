@@ -135,9 +135,12 @@ def test_sharded_parquet_reindex_equals_an_unsharded_one(runtime: Runtime) -> No
     one = sink_rows(rt, {"type": "parquet", "name": "one"}, single.metrics["collection"])
     three = sink_rows(rt, sink, m["collection"])
     assert one.keys() == three.keys() == {i["object_id"] for i in catalogue(90)}
-    # same model, same precision: bit for bit, although each shard batches its own range
-    # (padding is masked out of every item's vector)
-    assert all(np.array_equal(one[k], three[k]) for k in one)
+    # same model, same precision: the same vectors, although each shard batches its own
+    # range (padding is masked out; the kernels' rounding may differ by batch shape, which
+    # in bf16 moves a component by up to ~1e-3)
+    cosines = [float(one[k] @ three[k] / np.linalg.norm(one[k]) / np.linalg.norm(three[k]))
+               for k in one]
+    assert min(cosines) > 0.9999, min(cosines)
     opened = rt.sinks.open(sink)
     assert opened.live() == m["collection"]
     assert opened.count(m["collection"]) == 90
@@ -184,7 +187,11 @@ def test_canceling_the_parent_cancels_its_shards_and_drops_the_collection(
 
     wait_until(cleaned, 60, 0.1)
     shards = shards_of(rt, task.id)
-    assert {s.status for s in shards} == {TaskStatus.canceled}
+    # a shard that finished before the cancel reached it stays done (its part is dropped with
+    # the collection); every other one is canceled
+    statuses = [s.status for s in shards]
+    assert set(statuses) <= {TaskStatus.done, TaskStatus.canceled}, statuses
+    assert TaskStatus.canceled in statuses
     opened = rt.sinks.open(sink)
     assert opened.live() == live.metrics["collection"]
     assert opened.collections() == [live.metrics["collection"]]

@@ -17,10 +17,13 @@ def test_recovery_requeue_resets_the_dead_runs_progress(client_factory) -> None:
     runtime = client.app.state.runtime
     task = client.post(TASKS, json={"embedding_model_id": register_model(client)}).json()
     assert runtime.runner._claim(task["id"], task["message_id"]) is not None
-    with runtime.db.transaction() as session:  # a run that reported, then went silent
+    with runtime.db.transaction() as session:  # a run that reported...
         assert runtime.runner.tasks.update_live(session, task["id"], task["message_id"], {
-            "progress": LIVE_PROGRESS, "heartbeat_at": utcnow() - timedelta(seconds=30)})
+            "progress": LIVE_PROGRESS, "heartbeat_at": utcnow() + timedelta(hours=1)})
     assert task_status(client, task["id"])["progress"]["step"] == 5
+    with runtime.db.transaction() as session:  # ...then went silent
+        assert runtime.runner.tasks.update_live(session, task["id"], task["message_id"], {
+            "heartbeat_at": utcnow() - timedelta(seconds=30)})
 
     runtime.recovery.run_once()  # (the periodic pass may get there first: the same outcome)
     requeued = wait_status(client, task["id"], "pending")
