@@ -167,6 +167,43 @@ class Settings(BaseSettings):
         "message each, so several workers share it; a task's `shards` param overrides it.",
     )
 
+    # -- clickstream at scale ----------------------------------------------------------------
+    bulk_max_rows: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most sessions (or items) one bulk request may carry; a bigger body is a "
+        "422 naming the list.",
+    )
+    import_chunk_rows: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Rows an import task stores per transaction; a re-queued import resumes "
+        "after the last committed chunk.",
+    )
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description="Local directories an import task may read files from, besides the data "
+        "dir (fsspec URLs such as s3:// are allowed whatever this says).",
+    )
+    clickstream_retention_days: float = Field(
+        0,
+        ge=0,
+        description="Released batches older than this many days are pruned (their sessions, "
+        "results and events deleted) in the background; 0 keeps everything.",
+    )
+    retention_interval_s: float = Field(
+        3600, gt=0, description="How often the background retention pass runs."
+    )
+    retention_chunk_sessions: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Sessions deleted per transaction by retention and erasure (bounded "
+        "transactions: ingestion is never blocked for long).",
+    )
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:

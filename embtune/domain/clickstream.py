@@ -21,6 +21,9 @@ class BatchStatus(StrEnum):
 
     open = "open"
     released = "released"
+    # released, then emptied by retention: its sessions are deleted, the row stays so tasks
+    # that name it still resolve (and say what they trained on is gone)
+    pruned = "pruned"
 
 
 @dataclass(frozen=True)

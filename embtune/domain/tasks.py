@@ -22,6 +22,8 @@ class TaskKind(enum.StrEnum):
     reindex = "reindex"  # write a model's catalogue vectors into a sink and switch its alias
     # one item range of a sharded reindex, written by whichever worker claims it (never listed)
     reindex_shard = "reindex_shard"
+    # load sessions or items from a file (local or fsspec URL) in committed chunks
+    import_ = "import"
 
 
 class TaskStatus(enum.StrEnum):
@@ -148,7 +150,7 @@ class Progress:
 class Task:
     id: str
     status: TaskStatus
-    embedding_model_id: str
+    embedding_model_id: str | None  # None: a task of no model (an import)
     idempotency_key: str | None
     batch_id: str | None
     params: dict[str, Any]

@@ -61,7 +61,8 @@ class TaskRow(Base):
     # `TaskKind`: what the run computes (the lifecycle is the same for every kind)
     kind: Mapped[str] = mapped_column(String(16), server_default=text("'fine_tuning'"))
     status: Mapped[str] = mapped_column(String(16))
-    embedding_model_id: Mapped[str] = mapped_column(
+    # None for a task of no model (an import)
+    embedding_model_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("embedding_models.id", ondelete="RESTRICT")
     )
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -164,6 +165,7 @@ class BatchRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
+    pruned_at: Mapped[datetime | None]  # when retention deleted its sessions
 
     __table_args__ = (
         Index("ix_batches_created", "created_at", "id"),
@@ -193,7 +195,10 @@ class SearchSessionRow(Base):
     created_at: Mapped[datetime]
     received_at: Mapped[datetime]
 
-    __table_args__ = (Index("ix_search_sessions_batch", "batch_id", "session_id"),)
+    __table_args__ = (
+        Index("ix_search_sessions_batch", "batch_id", "session_id"),
+        Index("ix_search_sessions_user", "user_id"),  # erasing one user's sessions
+    )
 
 
 class SessionResultRow(Base):
@@ -234,6 +239,70 @@ class ClickEventRow(Base):
         ),
         Index("ix_click_events_session", "session_id", "created_at", "id"),
     )
+
+
+class ItemTombstoneRow(Base):
+    """An item deleted from the catalogue. Sessions that showed it keep its id among their
+    results (the tombstone says it is gone on purpose), and training skips it. Removed when
+    the item is added again."""
+
+    __tablename__ = "item_tombstones"
+
+    object_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    deleted_at: Mapped[datetime]
+
+
+# -- imports and the audit trail ------------------------------------------------------------------
+
+
+class ImportProgressRow(Base):
+    """How far an import task has committed. Written in the transaction that stores each chunk,
+    so a re-queued run resumes after the last committed chunk, never re-reading it."""
+
+    __tablename__ = "import_progress"
+
+    task_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    # the reader's resume point: {"offset": bytes, "line": n} (NDJSON), {"row": n} (Parquet)
+    position: Mapped[dict[str, Any]]
+    rows_read: Mapped[int] = mapped_column(BigInteger)
+    bytes_read: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    duplicate: Mapped[int] = mapped_column(BigInteger)
+    conflict: Mapped[int] = mapped_column(BigInteger)  # same id, another body: not stored
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class ImportRejectionRow(Base):
+    """A row of an import's file that was not stored, and why (the rejected-rows report)."""
+
+    __tablename__ = "import_rejections"
+
+    task_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    row: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # 1-based line / row
+    field: Mapped[str | None] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(Text)
+    excerpt: Mapped[str | None] = mapped_column(Text)  # the start of the raw row
+
+
+class AuditEventRow(Base):
+    """Who erased or pruned what, and how much: counts and ids of ours, never the personal
+    data that was erased (no user id, query or text)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_audit_events_created", "created_at", "id"),)
 
 
 # -- judged evaluation sets ---------------------------------------------------------------------

@@ -23,13 +23,19 @@ from embtune.storage.upsert import dialect_name, insert_on_conflict
 _PENDING = "embtune.task_count_deltas"
 
 
+# The tally key of a task that belongs to no model (an import): keys cannot be NULL.
+NO_MODEL = ""
+
+
 def record(
-    session: Session, kind: str, embedding_model_id: str, old: str | None, new: str | None
+    session: Session, kind: str, embedding_model_id: str | None, old: str | None,
+    new: str | None,
 ) -> None:
     """Note that one `kind` task of `embedding_model_id` moved from `old` to `new` (None: no
     status)."""
     if old == new:
         return
+    embedding_model_id = embedding_model_id or NO_MODEL
     deltas: Counter[tuple[str, str, str]] = session.info.setdefault(_PENDING, Counter())
     if old is not None:
         deltas[(kind, embedding_model_id, old)] -= 1
@@ -102,8 +108,8 @@ def by_status(session: Session) -> dict[str, int]:
 
 RECOUNT_SQL = (
     "INSERT INTO task_counts (kind, embedding_model_id, status, n) "
-    "SELECT kind, embedding_model_id, status, count(*) FROM tasks "
-    "GROUP BY kind, embedding_model_id, status"
+    "SELECT kind, COALESCE(embedding_model_id, ''), status, count(*) FROM tasks "
+    "GROUP BY kind, COALESCE(embedding_model_id, ''), status"
 )
 
 

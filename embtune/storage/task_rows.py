@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, null, select, update
+from sqlalchemy import bindparam, func, insert, literal, null, select, update
 
 from embtune.domain.tasks import (
     Progress,
@@ -69,7 +69,9 @@ def _insert_task_with_event() -> Any:
     # the tally row is locked here, mid-transaction, yet no dead-lock can form: the statement
     # is the create's last before COMMIT, so it never waits for anything while holding it
     tally = task_counts.upsert(
-        "postgresql", select(task.c.kind, task.c.embedding_model_id, task.c.status, literal(1))
+        "postgresql", select(task.c.kind, func.coalesce(task.c.embedding_model_id,
+                                                      literal(task_counts.NO_MODEL)),
+                             task.c.status, literal(1))
     ).cte("created_tally")
     return select(task).add_cte(event).add_cte(tally)
 

@@ -88,3 +88,37 @@ def test_task_tallies_are_back_filled_by_the_migration_and_rebuilt_by_recount(
 
 def expected_failed(expected: Counter[tuple[str, str]]) -> int:
     return sum(n for (_, s), n in expected.items() if s == "failed")
+
+
+def test_tasks_rebuilt_for_tasks_of_no_model_keep_their_events(backend: Backend) -> None:
+    """0008 makes `tasks.embedding_model_id` nullable; on SQLite that rebuilds the table, which
+    must not cascade into the events (foreign keys are off while migrations run)."""
+    engine = make_engine(backend.database_url)
+    now = datetime.now(UTC)
+    try:
+        migrate.upgrade(engine, "0007")
+        _insert_tasks(engine, [("t1", "done", "ma")])
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO task_events (task_id, kind, from_status, to_status, message, "
+                     "created_at) VALUES ('t1', 'transition', NULL, 'done', 'kept', :now)"),
+                {"now": now})
+        migrate.upgrade(engine)
+        with engine.begin() as connection:
+            assert connection.scalar(text("SELECT message FROM task_events")) == "kept"
+            connection.execute(  # a task of no model
+                text("INSERT INTO tasks (id, kind, status, request_hash, params, meta, attempts, "
+                     "created_at, updated_at) VALUES ('i1', 'import', 'pending', 'h', '{}', "
+                     "'{}', 0, :now, :now)"), {"now": now})
+            if backend.database == "sqlite":
+                sql = connection.scalar(text(
+                    "SELECT sql FROM sqlite_master WHERE name = 'ix_tasks_batch'"))
+                assert "WHERE" in sql.upper()
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        with Session(engine) as session, session.begin():
+            task_counts.recount(session)
+        with Session(engine) as session:
+            assert task_counts.total(session, kind="import") == 1
+            assert task_counts.total(session, embedding_model_id="ma") == 1
+    finally:
+        engine.dispose()

@@ -22,10 +22,10 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"services"},
     {"plugins"},
-    {"training", "queue", "sinks"},
+    {"training", "queue", "sinks", "imports"},  # imports: streaming readers of import files
     {"storage", "artifacts"},
     {"client"},
-    {"client_reindex"},  # the reindex calls, a mixin of `client.Client`
+    {"client_reindex", "client_imports"},  # reindex and import calls, mixins of `client.Client`
     {"clickstream", "schemas"},
     {"domain", "config", "errors", "allocator", "log_redaction", "outage_log", "__init__"},
 ]
