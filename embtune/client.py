@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from embtune.client_reindex import ReindexClientMixin
 from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
+from embtune.schemas.clickstream_bulk import BulkSessionsResult
 from embtune.schemas.evaluation_sets import EvaluationSetDetail, EvaluationSetPublic
 from embtune.schemas.models import ModelPublic, PluginPublic
 from embtune.schemas.tasks import TaskEventPublic, TaskPublic
@@ -394,6 +395,13 @@ class Client(ReindexClientMixin):
     def push_events(self, session_id: str, events: list[Mapping[str, Any]]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/clickstream/session/events",
                           json={"session_id": session_id, "events": list(events)})
+
+    def ingest_sessions_bulk(self, rows: list[Mapping[str, Any]]) -> BulkSessionsResult:
+        """Post up to the server's `bulk_max_rows` session rows (session bodies with optional
+        `events`, `clicks`, `irrelevant`) in one request; an outcome per row. Replaying the
+        same rows is harmless: each comes back `duplicate`."""
+        return self._json("POST", "/api/v1/clickstream/sessions:bulk", BulkSessionsResult,
+                          json={"sessions": list(rows)})
 
     def mark_irrelevant(self, session_id: str) -> dict[str, Any]:
         return self._json("POST", "/api/v1/clickstream/session/irrelevant",

@@ -22,7 +22,9 @@ from embtune.queue.dispatch import Dispatcher, declare_actor
 from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.clickstream_bulk import ClickstreamBulk
 from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.items_bulk import ItemsBulk
 from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.reindex import ReindexService
@@ -93,6 +95,8 @@ class Runtime:
     aliases: AliasService
     sinks: SinkRegistry
     reindex: ReindexService
+    clickstream_bulk: ClickstreamBulk
+    items_bulk: ItemsBulk
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
 
@@ -171,6 +175,8 @@ class Runtime:
             aliases=aliases,
             sinks=sinks,
             reindex=ReindexService(db, tasks, sinks, aliases, weights),
+            clickstream_bulk=ClickstreamBulk(db, settings),
+            items_bulk=ItemsBulk(db, settings),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

@@ -13,6 +13,7 @@ from embtune.api.errors import install_error_handlers
 from embtune.api.routes import (
     aliases,
     clickstream,
+    clickstream_bulk,
     evaluation_sets,
     health,
     items,
@@ -68,5 +69,6 @@ def create_app(
     app.include_router(items.router)
     app.include_router(evaluation_sets.router)
     app.include_router(clickstream.router)
+    app.include_router(clickstream_bulk.router)
     app.include_router(dashboard_router)
     return app

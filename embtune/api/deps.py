@@ -13,6 +13,7 @@ from embtune.runtime import Runtime
 from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
+from embtune.services.clickstream_bulk import ClickstreamBulk
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
 from embtune.services.reindex import ReindexService
@@ -34,6 +35,10 @@ async def get_models(request: Request) -> ModelRegistry:
 
 async def get_clickstream(request: Request) -> ClickstreamService:
     return request.app.state.runtime.clickstream
+
+
+async def get_clickstream_bulk(request: Request) -> ClickstreamBulk:
+    return request.app.state.runtime.clickstream_bulk
 
 
 async def get_catalogue(request: Request) -> CatalogueService:
@@ -60,6 +65,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
 ClickstreamDep = Annotated[ClickstreamService, Depends(get_clickstream)]
+ClickstreamBulkDep = Annotated[ClickstreamBulk, Depends(get_clickstream_bulk)]
 CatalogueDep = Annotated[CatalogueService, Depends(get_catalogue)]
 WeightsDep = Annotated[ModelWeights, Depends(get_weights)]
 EvaluationSetsDep = Annotated[EvaluationSetService, Depends(get_evaluation_sets)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
@@ -18,10 +18,16 @@ from sqlalchemy.orm import Session as DbSession
 from embtune.clickstream.sessions import SearchSession
 from embtune.config import Settings
 from embtune.domain.clickstream import Batch, BatchStatus, SessionRecord
-from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.tasks import TaskEventKind, TaskStatus
 from embtune.errors import Conflict, NotFound, TaskRefused, TaskStopped
-from embtune.services.field_errors import field_error, raise_invalid, too_long_text, too_many
+from embtune.services.clickstream_checks import (
+    event_key,
+    repeated_event_errors,
+    session_errors,
+    session_fingerprint,
+    stored_results,
+)
+from embtune.services.field_errors import field_error, raise_invalid, too_many
 from embtune.storage.clickstream_repo import CLICK, ClickstreamRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.items_repo import ItemRepository
@@ -73,49 +79,10 @@ class ClickstreamService:
     ) -> tuple[SessionRecord, bool]:
         """Returns (session, created). The same id with the same body → the stored session;
         with another body → 409, since silently keeping either version would lose data."""
-        errors: list[dict[str, Any]] = []
-        if len(search_query) > self.settings.max_query_length:
-            errors.append(too_long_text(["search_query"], self.settings.max_query_length))
-        if len(search_results) > self.settings.max_results_per_session:
-            errors.append(
-                too_many(
-                    ["search_results"],
-                    self.settings.max_results_per_session,
-                    len(search_results),
-                )
-            )
-        positions: dict[str, int] = {}
-        for index, result in enumerate(search_results):
-            first = positions.setdefault(result["object_id"], index)
-            if first != index:
-                errors.append(
-                    field_error(
-                        ["search_results", index, "object_id"],
-                        f"duplicate object_id {result['object_id']!r} (also at index {first})",
-                        "value_error",
-                    )
-                )
-        raise_invalid(errors)
-
-        results = [
-            {
-                "object_id": result["object_id"],
-                "rank": result.get("rank") or index + 1,
-                "position": index,
-                "meta": result.get("meta"),
-            }
-            for index, result in enumerate(search_results)
-        ]
-        fingerprint = request_fingerprint(
-            {
-                "search_query": search_query,
-                "search_results": [
-                    {k: r[k] for k in ("object_id", "rank", "meta")} for r in results
-                ],
-                "user_id": user_id,
-                "created_at": created_at.astimezone(UTC).isoformat() if created_at else None,
-                "search_meta": search_meta,
-            }
+        raise_invalid(session_errors(self.settings, search_query, search_results))
+        results = stored_results(search_results)
+        fingerprint = session_fingerprint(
+            search_query, results, user_id, created_at, search_meta
         )
         now = utcnow()
         with self.db.transaction() as session:
@@ -162,18 +129,7 @@ class ClickstreamService:
             raise_invalid(
                 [too_many(["events"], self.settings.max_events_per_push, len(events))]
             )
-        unique: dict[str, Mapping[str, Any]] = {}
-        errors: list[dict[str, Any]] = []
-        for index, event in enumerate(events):
-            earlier = unique.setdefault(event["event_id"], event)
-            if earlier is not event and _event_key(earlier) != _event_key(event):
-                errors.append(
-                    field_error(
-                        ["events", index, "event_id"],
-                        f"event_id {event['event_id']!r} repeated with different content",
-                        "value_error",
-                    )
-                )
+        unique, errors = repeated_event_errors(events)
         raise_invalid(errors)
 
         now = utcnow()
@@ -199,7 +155,7 @@ class ClickstreamService:
             )
             known = self.clickstream.known_events(session, unique)
             for event_id, stored in known.items():
-                if stored != (session_id, *_event_key(unique[event_id])):
+                if stored != (session_id, *event_key(unique[event_id])):
                     raise Conflict(
                         f"event_id {event_id!r} was already recorded for session {stored[0]!r}, "
                         f"object {stored[1]!r}, type {stored[2]!r}"
@@ -357,7 +313,3 @@ class ClickstreamService:
             return self.training_data(batch_id)
         except NotFound as exc:
             raise TaskRefused(exc.detail) from None
-
-
-def _event_key(event: Mapping[str, Any]) -> tuple[str, str]:
-    return event["object_id"], event.get("event_type") or "click"
