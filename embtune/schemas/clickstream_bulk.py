@@ -20,14 +20,17 @@ RowStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
 MAX_ID_LENGTH = 200  # ExternalId's bound
 
 
-def default_event_id(session_id: str, index: int) -> str:
-    """`<session_id>-c<index>` for an event sent without an id, so replaying the same row (or
-    re-importing the same file) records each event once. A session id too long to take the
-    suffix is replaced by its sha256, keeping the id within `ExternalId`'s bound."""
+def default_event_id(session_id: str, index: int, tag: str = "c") -> str:
+    """`<session_id>-c<index>` for the click at `index` of a row's `clicks` (what `embtune
+    clickstream import` has always derived), `<session_id>-e<index>` for an entry of its
+    `events`, when sent without an id: replaying the same row (or re-importing the same file)
+    records each event once, and adding events to a row does not renumber its clicks. A
+    session id too long to take the suffix is replaced by its sha256, keeping the id within
+    `ExternalId`'s bound."""
     stem = session_id
     if len(stem) + 8 > MAX_ID_LENGTH:
         stem = hashlib.sha256(session_id.encode()).hexdigest()
-    return f"{stem}-c{index}"
+    return f"{stem}-{tag}{index}"
 
 
 class BulkEventIn(EventIn):

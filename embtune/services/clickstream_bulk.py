@@ -153,9 +153,9 @@ class ClickstreamBulk:
         given = [("events", i) for i in range(len(body["events"]))]
         given += [("clicks", i) for i in range(len(body["clicks"]))]
         events = [*body["events"], *body["clicks"]]
-        for position, event in enumerate(events):
+        for (name, position), event in zip(given, events, strict=True):
             if event["event_id"] is None:
-                event["event_id"] = default_event_id(session_id, position)
+                event["event_id"] = default_event_id(session_id, position, name[0])
         limit = self.settings.max_events_per_push
         if len(events) > limit:
             where = "events" if len(body["events"]) > limit else "clicks"
