@@ -31,6 +31,7 @@ ASSETS = {
     "report.js": SCRIPT,
     "aliases.js": SCRIPT,
     "reindex.js": SCRIPT,  # reindex tasks and search; app.js and aliases.js load it on first use
+    "imports.js": SCRIPT,  # import tasks; app.js loads it on first use
     "app.css": "text/css; charset=utf-8",
 }
 

@@ -1,7 +1,7 @@
 // embtune dashboard: hash-routed pages over the JSON API; no framework, no build step. ES modules
 // from this origin (the CSP allows no other): dom.js (elements, API calls), nav.js (routing
 // state, polling, pager), report.js (a task's report), aliases.js (the aliases page), reindex.js
-// (reindex tasks and search; loaded on its first visit).
+// (reindex tasks and search) and imports.js (import tasks), each loaded on its first visit.
 import { aliasesPage } from "./aliases.js";
 import {
   api, badge, duration, emptyRow, enc, h, keyValues, modelLink, modelsById, muted, num, table,
@@ -285,7 +285,7 @@ function navigate() {
   });
   const params = new URLSearchParams(query || "");
   const page = ["task", "model"].includes(parts[0]) && parts[1] ? parts[0]
-    : ["models", "aliases", "reindex"].includes(parts[0]) ? parts[0] : "tasks";
+    : ["models", "aliases", "reindex", "imports"].includes(parts[0]) ? parts[0] : "tasks";
   const tab = { task: "tasks", model: "models" }[page] ?? page;
   for (const link of document.querySelectorAll("nav a[data-page]")) {
     link.classList.toggle("active", link.dataset.page === tab);
@@ -297,6 +297,8 @@ function navigate() {
   else if (page === "aliases") aliasesPage(main, params);
   else if (page === "reindex") {
     lazyPage(main, () => import("./reindex.js"), (m) => m.reindexPage(main, params, parts[1]));
+  } else if (page === "imports") {
+    lazyPage(main, () => import("./imports.js"), (m) => m.importsPage(main, params, parts[1]));
   } else tasksPage(main, params);
 }
 
