@@ -17,6 +17,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from embtune.client_governance import GovernanceClientMixin
 from embtune.client_reindex import ReindexClientMixin
 from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
@@ -86,7 +87,7 @@ class Page(Generic[T]):
     total: int
 
 
-class Client(ReindexClientMixin):
+class Client(ReindexClientMixin, GovernanceClientMixin):
     def __init__(
         self,
         url: str | None = None,

@@ -23,12 +23,14 @@ from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.clickstream_bulk import ClickstreamBulk
+from embtune.services.erasure import AuditTrail, ErasureService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.items_bulk import ItemsBulk
 from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
 from embtune.services.reindex import ReindexService
 from embtune.services.reindex_run import ReindexRun
+from embtune.services.retention import PeriodicRetention, RetentionService
 from embtune.services.runner import TaskRunner
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
@@ -97,8 +99,12 @@ class Runtime:
     reindex: ReindexService
     clickstream_bulk: ClickstreamBulk
     items_bulk: ItemsBulk
+    retention: RetentionService
+    erasure: ErasureService
+    audit: AuditTrail
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
+    _retention: PeriodicRetention | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -177,6 +183,9 @@ class Runtime:
             reindex=ReindexService(db, tasks, sinks, aliases, weights),
             clickstream_bulk=ClickstreamBulk(db, settings),
             items_bulk=ItemsBulk(db, settings),
+            retention=RetentionService(db, settings),
+            erasure=ErasureService(db, settings),
+            audit=AuditTrail(db),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -206,10 +215,17 @@ class Runtime:
     def start_recovery(self) -> None:
         self._periodic = PeriodicRecovery(self.recovery, self.settings.recovery_interval_s)
         self._periodic.start()
+        if self.retention.enabled:  # pruning runs wherever recovery does: API and workers
+            self._retention = PeriodicRetention(
+                self.retention, self.settings.retention_interval_s
+            )
+            self._retention.start()
 
     def close(self) -> None:
         if self._periodic is not None:
             self._periodic.stop()
+        if self._retention is not None:
+            self._retention.stop()
         if self._worker is not None:
             self._worker.stop(timeout=int(self.settings.abort_grace_s * 1000))
         self.tasks.marks.close()

@@ -14,6 +14,7 @@ from embtune.api.routes import (
     aliases,
     clickstream,
     clickstream_bulk,
+    data_governance,
     evaluation_sets,
     health,
     items,
@@ -70,5 +71,6 @@ def create_app(
     app.include_router(evaluation_sets.router)
     app.include_router(clickstream.router)
     app.include_router(clickstream_bulk.router)
+    app.include_router(data_governance.router)
     app.include_router(dashboard_router)
     return app

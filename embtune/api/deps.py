@@ -14,9 +14,11 @@ from embtune.services.aliases import AliasService
 from embtune.services.catalogue import CatalogueService
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.clickstream_bulk import ClickstreamBulk
+from embtune.services.erasure import AuditTrail, ErasureService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.models import ModelRegistry
 from embtune.services.reindex import ReindexService
+from embtune.services.retention import RetentionService
 from embtune.services.tasks import TaskService
 from embtune.services.weights import ModelWeights
 
@@ -61,6 +63,18 @@ async def get_reindex(request: Request) -> ReindexService:
     return request.app.state.runtime.reindex
 
 
+async def get_retention(request: Request) -> RetentionService:
+    return request.app.state.runtime.retention
+
+
+async def get_erasure(request: Request) -> ErasureService:
+    return request.app.state.runtime.erasure
+
+
+async def get_audit_trail(request: Request) -> AuditTrail:
+    return request.app.state.runtime.audit
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
@@ -71,3 +85,6 @@ WeightsDep = Annotated[ModelWeights, Depends(get_weights)]
 EvaluationSetsDep = Annotated[EvaluationSetService, Depends(get_evaluation_sets)]
 AliasesDep = Annotated[AliasService, Depends(get_aliases)]
 ReindexDep = Annotated[ReindexService, Depends(get_reindex)]
+RetentionDep = Annotated[RetentionService, Depends(get_retention)]
+ErasureDep = Annotated[ErasureService, Depends(get_erasure)]
+AuditTrailDep = Annotated[AuditTrail, Depends(get_audit_trail)]

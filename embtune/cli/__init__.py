@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from embtune.cli import aliases, clickstream, evalsets, items, models, reindex, server, tasks
+from embtune.cli import (
+    aliases,
+    clickstream,
+    data,
+    evalsets,
+    items,
+    models,
+    reindex,
+    server,
+    tasks,
+)
 
 app = typer.Typer(
     help="Fine-tune a search engine's embedding model from its clickstream.",
@@ -25,6 +35,9 @@ app.add_typer(items.app, name="items")
 app.add_typer(evalsets.app, name="evalset")
 models.app.command("evalset")(evalsets.model_evalset)
 app.add_typer(clickstream.app, name="clickstream")
+clickstream.app.command("prune")(data.prune)
+clickstream.app.command("erase-user")(data.erase_user)
+app.add_typer(data.audit_app, name="audit")
 app.add_typer(tasks.app, name="task")
 app.add_typer(reindex.app, name="reindex")
 app.command("search")(reindex.search)

@@ -47,9 +47,10 @@ class CatalogueService:
 
     def delete_items(self, object_ids: Sequence[str]) -> int:
         """Remove items from the catalogue (the next incremental reindex removes them from its
-        sink); how many existed."""
+        sink); how many existed. Each leaves a tombstone in the same transaction, so training
+        skips the sessions' results that name it and says how many it skipped as deleted."""
         with self.db.transaction() as session:
-            return self.items.delete(session, object_ids)
+            return self.items.delete(session, object_ids, utcnow())
 
     def delete_item(self, object_id: str) -> None:
         if self.delete_items([object_id]) == 0:

@@ -57,6 +57,12 @@ class BatchTrainingData:
                 texts.update(chunk)
             return texts
 
+    def deleted_shown_results(self) -> int:
+        """Shown results of the batch that name an item deleted from the catalogue since
+        (a tombstone): training skips them, having no text for them, and the task says so."""
+        with self.db.read() as session:
+            return self.items.deleted_shown_results(session, self.batch_id)
+
 
 class ClickstreamService:
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -138,6 +144,8 @@ class ClickstreamService:
             if row is None:
                 raise NotFound(f"session {session_id!r} not found")
             status = self.clickstream.lock_batch(session, row.batch_id)
+            if status is BatchStatus.pruned:  # its deletion is under way (services.retention)
+                raise NotFound(f"session {session_id!r} not found: its batch was pruned")
             shown = self.clickstream.shown_objects(
                 session, session_id, (e["object_id"] for e in events)
             )
@@ -286,8 +294,15 @@ class ClickstreamService:
 
     def training_data(self, batch_id: str) -> BatchTrainingData:
         """The worker's view of a batch. An open batch is allowed (its data may still grow);
-        the worker normally trains on one it released itself."""
-        self.batch(batch_id)  # NotFound early, before a run starts
+        the worker normally trains on one it released itself. A pruned batch is a 409: its
+        sessions were deleted by retention, so there is nothing left to train on."""
+        batch = self.batch(batch_id)  # NotFound early, before a run starts
+        if batch.status is BatchStatus.pruned:
+            raise Conflict(
+                f"batch {batch_id} was pruned by retention (released batches older than "
+                "EMBTUNE_CLICKSTREAM_RETENTION_DAYS lose their sessions): there is nothing left "
+                "to train on; create a new task on newer sessions"
+            )
         return BatchTrainingData(batch_id, self.db, self.clickstream, self.items)
 
 
@@ -311,5 +326,5 @@ class ClickstreamService:
             batch_id = self.release_for_task(task_id, message_id)
         try:
             return self.training_data(batch_id)
-        except NotFound as exc:
+        except (NotFound, Conflict) as exc:
             raise TaskRefused(exc.detail) from None

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from embtune.plugins.base import (
 )
 from embtune.plugins.registry import PluginRegistry
 from embtune.schemas.task_policy import TaskPolicy, split_policy
-from embtune.services.clickstream import ClickstreamService
+from embtune.services.clickstream import BatchTrainingData, ClickstreamService
 from embtune.services.evaluation_sets import EvaluationSetService
 from embtune.services.live_run import LiveRun, final_progress
 from embtune.services.promotion import Promotion
@@ -186,6 +187,9 @@ class TaskRunner:
         )
         result = plugin.run(ctx)
         ctx.check_stop()
+        if isinstance(ctx.data, BatchTrainingData):  # what any method skipped: deleted items
+            skipped = {"skipped_deleted_items": ctx.data.deleted_shown_results()}
+            result = replace(result, metrics={**result.metrics, **skipped})
         self._complete(task, model, live, result, policy)
 
     def _training_data(

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from embtune.domain.clickstream import Item, UpsertCounts
-from embtune.storage.tables import ItemRow
+from embtune.storage.tables import ItemRow, ItemTombstoneRow, SearchSessionRow, SessionResultRow
 from embtune.storage.upsert import dialect_name, insert_on_conflict
 
 # Ids per `IN (…)` list: far below SQLite's and PostgreSQL's bound-parameter limits.
@@ -69,16 +69,49 @@ class ItemRepository:
         )
         created = session.execute(stmt.returning(ItemRow.created_at)).scalars().all()
         inserted = sum(1 for created_at in created if created_at == now)
+        self.remove_tombstones(session, [item["object_id"] for item in items])
         return UpsertCounts(inserted=inserted, updated=len(created) - inserted)
 
-    def delete(self, session: Session, object_ids: Sequence[str]) -> int:
+    def delete(self, session: Session, object_ids: Sequence[str], now: datetime) -> int:
         """Remove these items from the catalogue; how many existed. Sessions that showed them
-        keep their results (the history of what users saw does not change)."""
+        keep their results (the history of what users saw does not change), and each deleted
+        item leaves a tombstone in the same transaction: training then counts the results it
+        skips as deleted rather than as never catalogued."""
         deleted = 0
         for chunk in _chunks(sorted(set(object_ids)), ID_CHUNK):
-            result = session.execute(delete(ItemRow).where(ItemRow.object_id.in_(chunk)))
-            deleted += result.rowcount or 0
+            gone = session.scalars(
+                delete(ItemRow).where(ItemRow.object_id.in_(chunk)).returning(ItemRow.object_id)
+            ).all()
+            deleted += len(gone)
+            if gone:
+                stmt = insert_on_conflict(dialect_name(session), ItemTombstoneRow).values(
+                    [{"object_id": object_id, "deleted_at": now} for object_id in gone]
+                )
+                session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[ItemTombstoneRow.object_id],
+                        set_={"deleted_at": stmt.excluded.deleted_at},
+                    )
+                )
         return deleted
+
+    def remove_tombstones(self, session: Session, object_ids: Sequence[str]) -> None:
+        """These items exist again: training no longer counts them as deleted."""
+        for chunk in _chunks(sorted(set(object_ids)), ID_CHUNK):
+            session.execute(delete(ItemTombstoneRow).where(ItemTombstoneRow.object_id.in_(chunk)))
+
+    def deleted_shown_results(self, session: Session, batch_id: str) -> int:
+        """How many shown results of the batch's sessions name a deleted item: one count."""
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(SessionResultRow)
+                .join(SearchSessionRow, SearchSessionRow.session_id == SessionResultRow.session_id)
+                .join(ItemTombstoneRow, ItemTombstoneRow.object_id == SessionResultRow.object_id)
+                .where(SearchSessionRow.batch_id == batch_id)
+            )
+            or 0
+        )
 
     def get(self, session: Session, object_id: str) -> Item | None:
         row = session.get(ItemRow, object_id)

@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"training", "queue", "sinks", "imports"},  # imports: streaming readers of import files
     {"storage", "artifacts"},
     {"client"},
-    {"client_reindex", "client_imports"},  # reindex and import calls, mixins of `client.Client`
+    # reindex, import and data-governance calls, mixins of `client.Client`
+    {"client_reindex", "client_imports", "client_governance"},
     {"clickstream", "schemas"},
     {"domain", "config", "errors", "allocator", "log_redaction", "outage_log", "__init__"},
 ]
