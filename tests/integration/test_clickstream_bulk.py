@@ -57,7 +57,10 @@ def test_a_bad_row_is_refused_on_its_own_and_names_its_field(api: TestClient) ->
         {"session_id": "s3", "search_results": []},  # no query
         row("s4", results=("a", "b", "c", "d")),  # over max_results_per_session
         "not an object",
-        row("s5", events=[{"event_id": "e5", "object_id": "b"}]),
+        {**row("s5", events=[{"event_id": "e5", "object_id": "b"}], user_id="u5",
+               search_meta={"engine": "bm25"}, created_at="2024-05-01T10:00:00"),
+         "search_results": [{"object_id": "a", "rank": 3, "meta": {"p": [1, "x"]}},
+                            {"object_id": "b"}]},
     )
     assert (answer["accepted"], answer["rejected"]) == (2, 4)
     assert statuses(answer) == ["accepted", "rejected", "rejected", "rejected", "rejected",
@@ -71,6 +74,13 @@ def test_a_bad_row_is_refused_on_its_own_and_names_its_field(api: TestClient) ->
     assert [r["new_events"] for r in results] == [1, 0, 0, 0, 0, 1]
     assert [e["event_id"] for e in api.get(f"{SESSION}/s1").json()["events"]] == ["s1-c0"]
     assert api.get(f"{SESSION}/s2").status_code == 404
+    stored = api.get(f"{SESSION}/s5").json()
+    assert (stored["user_id"], stored["search_meta"]) == ("u5", {"engine": "bm25"})
+    assert stored["created_at"].startswith("2024-05-01T10:00:00")
+    assert [(r["object_id"], r["rank"], r["meta"]) for r in stored["search_results"]] == [
+        ("b", 2, None), ("a", 3, {"p": [1, "x"]})
+    ]
+    assert api.get(f"{SESSION}/s1").json()["search_meta"] is None
     assert (open_batch(api)["sessions_count"], open_batch(api)["clicks_count"]) == (2, 2)
 
 
