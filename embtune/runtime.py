@@ -15,6 +15,7 @@ import dramatiq
 from embtune import allocator
 from embtune.artifacts import ArtifactStore, ServiceAreas, make_artifact_store
 from embtune.config import Settings
+from embtune.domain.imports import ImportDataKind
 from embtune.domain.retry import RetryPolicy
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.brokers import BrokerBundle, build_broker
@@ -25,6 +26,8 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.services.clickstream_bulk import ClickstreamBulk
 from embtune.services.erasure import AuditTrail, ErasureService
 from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.import_run import ImportRun
+from embtune.services.imports import ImportService
 from embtune.services.items_bulk import ItemsBulk
 from embtune.services.models import ModelRegistry
 from embtune.services.recovery import PeriodicRecovery, Recovery
@@ -99,6 +102,7 @@ class Runtime:
     reindex: ReindexService
     clickstream_bulk: ClickstreamBulk
     items_bulk: ItemsBulk
+    imports: ImportService
     retention: RetentionService
     erasure: ErasureService
     audit: AuditTrail
@@ -139,6 +143,8 @@ class Runtime:
             )
         )
         cache_dir = settings.data_dir.resolve() / "cache" / "embeddings"
+        clickstream_bulk = ClickstreamBulk(db, settings)
+        items_bulk = ItemsBulk(db, settings)
         runner = TaskRunner(
             db,
             plugins,
@@ -150,6 +156,10 @@ class Runtime:
             reindex=ReindexRun(
                 db, sinks, artifacts, cache_dir=cache_dir, retention=settings.sink_retention,
                 shard_items=settings.reindex_shard_items,
+            ),
+            imports=ImportRun(
+                db, {ImportDataKind.sessions: clickstream_bulk, ImportDataKind.items: items_bulk},
+                chunk_rows=settings.import_chunk_rows,
             ),
         )
         recovery = Recovery(
@@ -181,8 +191,9 @@ class Runtime:
             aliases=aliases,
             sinks=sinks,
             reindex=ReindexService(db, tasks, sinks, aliases, weights),
-            clickstream_bulk=ClickstreamBulk(db, settings),
-            items_bulk=ItemsBulk(db, settings),
+            clickstream_bulk=clickstream_bulk,
+            items_bulk=items_bulk,
+            imports=ImportService(db, tasks, settings),
             retention=RetentionService(db, settings),
             erasure=ErasureService(db, settings),
             audit=AuditTrail(db),

@@ -17,6 +17,7 @@ from embtune.api.routes import (
     data_governance,
     evaluation_sets,
     health,
+    imports,
     items,
     models,
     reindex,
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(evaluation_sets.router)
     app.include_router(clickstream.router)
     app.include_router(clickstream_bulk.router)
+    app.include_router(imports.router)
     app.include_router(data_governance.router)
     app.include_router(dashboard_router)
     return app

@@ -16,6 +16,7 @@ from embtune.services.clickstream import ClickstreamService
 from embtune.services.clickstream_bulk import ClickstreamBulk
 from embtune.services.erasure import AuditTrail, ErasureService
 from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.imports import ImportService
 from embtune.services.models import ModelRegistry
 from embtune.services.reindex import ReindexService
 from embtune.services.retention import RetentionService
@@ -75,6 +76,10 @@ async def get_audit_trail(request: Request) -> AuditTrail:
     return request.app.state.runtime.audit
 
 
+async def get_imports(request: Request) -> ImportService:
+    return request.app.state.runtime.imports
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
@@ -88,3 +93,4 @@ ReindexDep = Annotated[ReindexService, Depends(get_reindex)]
 RetentionDep = Annotated[RetentionService, Depends(get_retention)]
 ErasureDep = Annotated[ErasureService, Depends(get_erasure)]
 AuditTrailDep = Annotated[AuditTrail, Depends(get_audit_trail)]
+ImportsDep = Annotated[ImportService, Depends(get_imports)]

@@ -41,6 +41,7 @@ from embtune.plugins.registry import PluginRegistry
 from embtune.schemas.task_policy import TaskPolicy, split_policy
 from embtune.services.clickstream import BatchTrainingData, ClickstreamService
 from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.import_run import ImportRun
 from embtune.services.live_run import LiveRun, final_progress
 from embtune.services.promotion import Promotion
 from embtune.services.reindex_run import ReindexRun, Written
@@ -72,6 +73,7 @@ class TaskRunner:
         requeue: Callable[[str, str], None] | None = None,
         cache_dir: Path | None = None,
         reindex: ReindexRun | None = None,
+        imports: ImportRun | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
@@ -85,6 +87,7 @@ class TaskRunner:
         self.evaluation_sets = EvaluationSetService(db)
         self.promotion = Promotion(self.tasks, AliasRepository())
         self.reindex = reindex
+        self.imports = imports
         if reindex is not None:  # a sharded reindex runs pending shards through `handle`
             reindex.sharded.run_inline = self.handle
             reindex.sharded.send = requeue
@@ -160,6 +163,9 @@ class TaskRunner:
             return
         if task.kind is TaskKind.reindex_shard:
             self._run_reindex_shard(task, live)
+            return
+        if task.kind is TaskKind.import_:
+            self._run_import(task, live)
             return
         with self.db.read() as session:
             model = self.models.get(session, task.embedding_model_id)
@@ -296,6 +302,24 @@ class TaskRunner:
                 f"wrote {metrics['items']} vectors (shard {metrics['shard'] + 1})",
                 {"metrics": metrics},
                 lost="shard left processing before it was marked done",
+            )
+
+    def _run_import(self, task: Task, live: LiveRun) -> None:
+        """Store the file's remaining chunks (each committed on its own), then mark the task
+        done with the run's figures."""
+        if self.imports is None:
+            raise TaskRefused("this worker cannot run imports")
+        metrics = self.imports.run(task, live)
+        with live.writing, self.db.transaction() as session:
+            self._flush_messages(session, live)
+            self._mark_done(
+                session,
+                live,
+                f"imported {metrics['rows']} rows: {metrics['accepted']} accepted, "
+                f"{metrics['duplicate']} duplicate, {metrics['conflict']} conflict, "
+                f"{metrics['rejected']} rejected",
+                {"metrics": metrics},
+                lost="task left processing before the import was marked done",
             )
 
     def _mark_done(
