@@ -6,9 +6,10 @@ Inserts go through `storage.upsert.insert_rows`, the database's fastest set-base
 multi-row VALUES pages on SQLite).
 
 Locks follow `embtune.storage.clickstream_repo`'s protocol, in the single-session order:
-stored sessions `FOR UPDATE` (in id order, so two bulk requests cannot dead-lock on each
-other), then their batches `FOR SHARE`, then the open batch `FOR SHARE` (joined once per
-request) for the new sessions.
+stored sessions `FOR UPDATE`, then their batches `FOR SHARE`, then the open batch `FOR SHARE`
+(joined once per request) for the new sessions. Rows are locked and inserted in key order:
+two bulk requests sharing new session ids or event ids then wait for each other
+instead of dead-locking, each holding a key the other wants next.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class ClickstreamBulkRepository:
     def insert_sessions(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert the sessions whose id is not stored yet; the ids this call inserted (a
         concurrent request may have stored some of them first)."""
-        return set(insert_rows(session, SESSIONS, rows, skip_conflicts=True,
+        ordered = sorted(rows, key=lambda row: row["session_id"])  # in key order (module doc)
+        return set(insert_rows(session, SESSIONS, ordered, skip_conflicts=True,
                                returning=SESSIONS.c.session_id))
 
     def insert_results(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -119,5 +121,6 @@ class ClickstreamBulkRepository:
     def insert_events(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert events, skipping ids already stored (a concurrent identical push); the ids
         this call added."""
-        return set(insert_rows(session, EVENTS, rows, skip_conflicts=True,
+        ordered = sorted(rows, key=lambda row: row["event_id"])  # in key order (module doc)
+        return set(insert_rows(session, EVENTS, ordered, skip_conflicts=True,
                                returning=EVENTS.c.event_id))

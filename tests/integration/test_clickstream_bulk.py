@@ -4,6 +4,7 @@ an outcome per row, a bad row refused on its own, idempotent replays."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -183,6 +184,20 @@ def test_the_client_reads_the_answer(api: TestClient) -> None:
     assert result.results[0].new_events == 1
     assert result.results[1].errors is not None
     assert result.results[1].errors[0].loc == ["clicks", 0, "object_id"]
+
+
+def test_overlapping_bodies_posted_at_once_store_each_session_once(api: TestClient) -> None:
+    """The same new sessions in opposite orders, in two requests at once (a client retrying
+    while its first try still runs): no dead-lock, each session accepted by one request."""
+    rows = [row(f"s{i}", clicks=["a"]) for i in range(6)]
+    for _ in range(3):
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda body: bulk(api, *body), [rows, rows[::-1]]))
+        accepted = sorted(r["session_id"] for a in answers for r in a["results"]
+                          if r["status"] == "accepted")
+        assert accepted in ([], sorted(r["session_id"] for r in rows))
+        assert all(s in ("accepted", "duplicate") for a in answers for s in statuses(a))
+    assert open_batch(api)["sessions_count"] == open_batch(api)["clicks_count"] == 6
 
 
 def test_a_session_stored_concurrently_is_planned_again(
