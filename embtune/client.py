@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from embtune.client_governance import GovernanceClientMixin
+from embtune.client_imports import ImportsClientMixin
 from embtune.client_reindex import ReindexClientMixin
 from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
@@ -87,7 +88,7 @@ class Page(Generic[T]):
     total: int
 
 
-class Client(ReindexClientMixin, GovernanceClientMixin):
+class Client(ReindexClientMixin, ImportsClientMixin, GovernanceClientMixin):
     def __init__(
         self,
         url: str | None = None,
