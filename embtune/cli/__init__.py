@@ -13,6 +13,7 @@ from embtune.cli import (
     clickstream,
     data,
     evalsets,
+    imports,
     items,
     models,
     reindex,
@@ -40,6 +41,7 @@ clickstream.app.command("erase-user")(data.erase_user)
 app.add_typer(data.audit_app, name="audit")
 app.add_typer(tasks.app, name="task")
 app.add_typer(reindex.app, name="reindex")
+app.add_typer(imports.app, name="imports")
 app.command("search")(reindex.search)
 models.app.command("vectors")(reindex.model_vectors)
 

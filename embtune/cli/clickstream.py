@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -35,6 +34,13 @@ from embtune.cli.common import (
     usage_error,
     when,
 )
+from embtune.cli.imports import (
+    FollowOption,
+    FormatOption,
+    ImportFormat,
+    ServerSideOption,
+    import_on_server,
+)
 from embtune.client import DEFAULT_URL, ApiError, Client, ConflictError, format_detail
 from embtune.schemas.clickstream import BatchPublic
 
@@ -42,107 +48,155 @@ app = typer.Typer(help="Search sessions and the batches they are trained in.",
                   no_args_is_help=True)
 
 BUILTIN_SOURCE = "builtin:all-MiniLM-L6-v2"
-MAX_ID_LENGTH = 200  # ExternalId in the API schemas
 
 
-class BadLine(Exception):
-    """A line of the sessions file that cannot be posted; the import stops there."""
-
-
-def click_events(session_id: str, clicks: list[Any]) -> list[dict[str, Any]]:
-    """Events with ids derived from the session and the click's position, so importing the same
-    file twice records each click once."""
-    stem = session_id
-    if len(stem) + 8 > MAX_ID_LENGTH:  # keep `<stem>-c<i>` a valid id for the longest ids
-        stem = hashlib.sha256(session_id.encode()).hexdigest()
-    events = []
-    for index, click in enumerate(clicks):
-        event = {"object_id": click} if isinstance(click, str) else dict(click)
-        event.setdefault("event_id", f"{stem}-c{index}")
-        events.append(event)
-    return events
-
-
-def session_lines(
-    handle: IO[bytes], on_bytes: Any
-) -> Iterator[tuple[int, dict[str, Any], list[Any], bool]]:
-    """(line number, session body, clicks, irrelevant) per non-blank line."""
+def session_rows(
+    handle: IO[bytes], on_bytes: Callable[[int], Any]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, row) per non-blank line; for a line that is not a JSON object, the reason
+    instead of the row. Everything else about a row is the server's to judge."""
     for number, raw in enumerate(handle, start=1):
         on_bytes(len(raw))
         if not raw.strip():
             continue
         try:
-            body = json.loads(raw)
+            row = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise BadLine(f"line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(body, dict) or not isinstance(body.get("session_id"), str):
-            raise BadLine(f"line {number}: expected an object with a string `session_id`")
-        clicks = body.pop("clicks", None) or []
-        irrelevant = body.pop("irrelevant", False)
-        if not isinstance(clicks, list) or not all(
-            isinstance(c, str) or (isinstance(c, dict) and "object_id" in c) for c in clicks
-        ):
-            raise BadLine(f"line {number}: `clicks` must be a list of object ids")
-        if not isinstance(irrelevant, bool):
-            raise BadLine(f"line {number}: `irrelevant` must be true or false")
-        yield number, body, clicks, irrelevant
+            yield number, f"not valid JSON ({exc.msg})"
+            continue
+        except UnicodeDecodeError:
+            yield number, "not valid JSON (not UTF-8 text)"
+            continue
+        yield number, row if isinstance(row, dict) else "expected a JSON object (a session)"
+
+
+class ImportStopped(Exception):
+    """The server refused a whole request (or could not be reached): the import stops there."""
+
+
+@dataclasses.dataclass
+class ImportTally:
+    """What the rows of a client-side import came to, and where to report the ones the server
+    did not store (rejected, or in conflict with a stored session of the same id)."""
+
+    file_name: str
+    report: Callable[[str], None]
+    sessions: int = 0  # stored now: new and repeated
+    new_sessions: int = 0
+    repeated_sessions: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    clicks: int = 0
+    new_clicks: int = 0
+    irrelevant: int = 0
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        self.report(f"{self.file_name}: line {line}: {reason}")
+
+    def send(self, api: Client, chunk: list[tuple[int, dict[str, Any]]]) -> None:
+        """One bulk request for the chunk; each row's outcome counted, its refusals reported."""
+        try:
+            answer = api.ingest_sessions_bulk([row for _, row in chunk])
+        except ApiError as exc:
+            hint = "; a smaller --batch-size may pass" if exc.status_code in (413, 422) else ""
+            raise ImportStopped(
+                f"lines {chunk[0][0]}-{chunk[-1][0]}: {format_detail(exc.detail)}{hint} (the "
+                "lines before them are stored; running the import again is safe)") from None
+        for result in answer.results:
+            line, row = chunk[result.index]
+            if result.status in ("accepted", "duplicate"):
+                self.sessions += 1
+                self.new_sessions += result.status == "accepted"
+                self.repeated_sessions += result.status == "duplicate"
+                self.clicks += len(row.get("clicks") or []) + len(row.get("events") or [])
+                self.new_clicks += result.new_events
+                self.irrelevant += row.get("irrelevant") is True
+                continue
+            reason = (format_detail([error.model_dump() for error in result.errors])
+                      if result.errors else result.reason)
+            if result.status == "conflict":
+                self.conflicts += 1
+                self.report(f"{self.file_name}: line {line}: {reason or 'conflict'}")
+            else:
+                self.reject(line, reason or "rejected")
+
+    def counts(self) -> dict[str, int]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.type == "int"}
 
 
 @app.command("import")
 def import_sessions(
-    file: Annotated[Path, typer.Argument(
-        metavar="FILE.jsonl",
+    source: Annotated[str, typer.Argument(
+        metavar="FILE",
         help='One session per line: a POST /api/v1/clickstream/session body, optionally with '
-             '"clicks": [object_id, …] and "irrelevant": true.')],
+             '"clicks": \\[object_id, …], "events": \\[…] and "irrelevant": true. With '
+             '--server-side also a Parquet file, or an fsspec URL the server can read.')],
+    server_side: ServerSideOption = False,
+    file_format: FormatOption = None,
+    follow: FollowOption = True,
+    batch_size: Annotated[int, typer.Option(
+        min=1, max=1000, help="Sessions per bulk request (client-side import).")] = 1000,
     url: UrlOption = DEFAULT_URL,
     as_json: JsonOption = False,
 ) -> None:
-    """Post recorded search sessions and their clicks; safe to re-run (repeats are skipped)."""
+    """Post recorded search sessions and their clicks, up to 1,000 per request; safe to re-run
+    (repeats are counted, not stored twice).
+
+    Each line's outcome is counted: new, repeated, in conflict (a stored session of the same id
+    has another body) or rejected. Lines not stored are printed on stderr with their number and
+    reason while the others are stored; the exit code is 1 when any line was not stored, 0 when
+    all were. With --server-side the server reads the file itself, as an import task."""
+    if server_side:
+        import_on_server(url, source, kind="sessions", file_format=file_format, follow=follow,
+                         as_json=as_json)
+        return
+    if "://" in source:
+        usage_error(f"{source}: a URL is read by the server: add --server-side")
+    if file_format is ImportFormat.parquet:
+        usage_error("--format parquet needs --server-side (the client reads NDJSON only)")
+    file = Path(source)
     if not file.is_file():
         fail(f"{file}: no such file")
-    counts = {"sessions": 0, "new_sessions": 0, "clicks": 0, "new_clicks": 0, "irrelevant": 0}
     columns = (TextColumn("importing {task.description}"), BarColumn(), TimeRemainingColumn())
     try:
         with (
-            connect(url, timeout=60.0) as api,
+            connect(url, timeout=120.0) as api,
             file.open("rb") as handle,
             Progress(*columns, console=err_console, transient=True,
                      disable=not err_console.is_terminal) as progress,
         ):
+            tally = ImportTally(file.name, lambda line: progress.console.print(
+                f"[red]error:[/] {escape(line)}", soft_wrap=True, highlight=False))
             bar = progress.add_task(file.name, total=file.stat().st_size)
-            for number, body, clicks, irrelevant in session_lines(
-                handle, lambda n: progress.advance(bar, n)
-            ):
-                try:
-                    post_session(api, body, clicks, irrelevant, counts)
-                except ApiError as exc:
-                    raise BadLine(f"line {number}: {format_detail(exc.detail)}") from None
-    except BadLine as exc:
+            chunk: list[tuple[int, dict[str, Any]]] = []
+            for number, row in session_rows(handle, lambda n: progress.advance(bar, n)):
+                if isinstance(row, str):
+                    tally.reject(number, row)
+                    continue
+                chunk.append((number, row))
+                if len(chunk) >= batch_size:
+                    tally.send(api, chunk)
+                    chunk = []
+            if chunk:
+                tally.send(api, chunk)
+    except ImportStopped as exc:
         fail(f"{file.name}: {exc}")
     except OSError as exc:
         fail(f"{file}: {exc.strerror or exc}")
+    counts = tally.counts()
     if as_json:
         print_json(counts)
-        return
-    out_console().print(escape(
-        f"imported {counts['sessions']} sessions from {file.name} "
-        f"({counts['new_sessions']} new), {counts['clicks']} clicks ({counts['new_clicks']} new), "
-        f"{counts['irrelevant']} marked irrelevant"), soft_wrap=True, highlight=False)
-
-
-def post_session(api: Client, body: dict[str, Any], clicks: list[Any], irrelevant: bool,
-                 counts: dict[str, int]) -> None:
-    session_id = body["session_id"]
-    _, created = api.create_session(body)
-    counts["sessions"] += 1
-    counts["new_sessions"] += created
-    if clicks:
-        pushed = api.push_events(session_id, click_events(session_id, clicks))
-        counts["clicks"] += pushed["received"]
-        counts["new_clicks"] += pushed["new"]
-    if irrelevant:
-        api.mark_irrelevant(session_id)
-        counts["irrelevant"] += 1
+    else:
+        out_console().print(escape(
+            f"imported {counts['sessions']} sessions from {file.name} "
+            f"({counts['new_sessions']} new), {counts['clicks']} clicks "
+            f"({counts['new_clicks']} new), {counts['irrelevant']} marked irrelevant; "
+            f"{counts['repeated_sessions']} repeated, {counts['conflicts']} in conflict, "
+            f"{counts['rejected']} rejected"), soft_wrap=True, highlight=False)
+    if counts["conflicts"] or counts["rejected"]:
+        raise typer.Exit(1)
 
 
 def batch_fields(batch: BatchPublic) -> dict[str, Any]:

@@ -10,7 +10,16 @@ from typing import IO, Annotated, Any
 import typer
 from rich.markup import escape
 
-from embtune.cli.common import UrlOption, err_console, fail, out_console
+from embtune.cli.common import (
+    JsonOption,
+    UrlOption,
+    err_console,
+    fail,
+    out_console,
+    print_json,
+    usage_error,
+)
+from embtune.cli.imports import FollowOption, FormatOption, ServerSideOption, import_on_server
 from embtune.client import DEFAULT_URL, ApiError, Client, UnavailableError, format_detail
 
 app = typer.Typer(help="The item catalogue: searchable documents.", no_args_is_help=True)
@@ -66,11 +75,27 @@ def rejection(exc: ApiError, lines: list[int]) -> str:
 
 @app.command("import")
 def items_import(
-    file: Annotated[Path, typer.Argument(help="BEIR corpus JSONL: `{_id, title, text}` lines.")],
+    source: Annotated[str, typer.Argument(
+        metavar="FILE", help="BEIR corpus JSONL: `{_id, title, text}` lines. With --server-side: "
+        "`{object_id, text, meta?}` rows in NDJSON or Parquet, at a path or fsspec URL the "
+        "server can read.")],
     url: UrlOption = DEFAULT_URL,
     batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Items per request.")] = 500,
+    server_side: ServerSideOption = False,
+    file_format: FormatOption = None,
+    follow: FollowOption = True,
+    as_json: JsonOption = False,
 ) -> None:
-    """Upsert a corpus into the server's catalogue; safe to re-run (items are overwritten)."""
+    """Upsert a corpus into the server's catalogue; safe to re-run (items are overwritten).
+
+    With --server-side the server reads the file itself, as an import task."""
+    if server_side:
+        import_on_server(url, source, kind="items", file_format=file_format, follow=follow,
+                         as_json=as_json)
+        return
+    if "://" in source or file_format is not None:
+        usage_error("URLs and --format need --server-side (the client reads a BEIR corpus)")
+    file = Path(source)
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -127,6 +152,9 @@ def items_import(
         fail(f"{file.name}: {exc}")
     except OSError as exc:
         fail(f"{file}: {exc.strerror or exc}")
+    if as_json:
+        print_json(counts)
+        return
     out_console().print(
         escape(
             f"imported {counts['inserted'] + counts['updated']} items from {file.name} into "

@@ -215,8 +215,8 @@ def test_clickstream_import_is_rerunnable_and_release_freezes_it(
     assert result.exit_code == 0, result.output
     assert "3 sessions" in result.stdout and "(3 new), 2 clicks (2 new), 1 marked" in result.stdout
     again = ok_json(embtune(url, "clickstream", "import", str(path), "--json"))
-    assert again == {"sessions": 3, "new_sessions": 0, "clicks": 2, "new_clicks": 0,
-                     "irrelevant": 1}
+    assert again == {"sessions": 3, "new_sessions": 0, "repeated_sessions": 3, "conflicts": 0,
+                     "rejected": 0, "clicks": 2, "new_clicks": 0, "irrelevant": 1}
 
     batch = ok_json(embtune(url, "clickstream", "release", "--json"))
     assert (batch["status"], batch["sessions_count"], batch["clicks_count"],
@@ -241,7 +241,7 @@ def test_clickstream_import_names_the_bad_line(url: str, tmp_path: Path) -> None
                       "search_results": [{"object_id": "d1"}], "clicks": ["elsewhere"]}) + "\n"
     )
     result = embtune(url, "clickstream", "import", str(path))
-    assert_one_error_line(result, 1, "bad.jsonl: line 2: events.0.object_id")
+    assert_one_error_line(result, 1, "bad.jsonl: line 2: clicks.0.object_id")
     path.write_text('{"search_query": "no id"}\n')
     assert_one_error_line(embtune(url, "clickstream", "import", str(path)), 1, "line 1",
                           "session_id")
