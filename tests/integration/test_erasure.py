@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,3 +100,30 @@ def test_the_audit_trail_names_a_token_caller_and_pages_newest_first(
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "action"]
     too_long = client.delete(f"{USERS}/{'u' * 201}")
     assert too_long.status_code == 422
+
+
+@pytest.mark.backends("sqlite-embedded", "postgres-redis")
+def test_an_erasure_racing_event_pushes_leaves_nothing_and_no_error(
+    client_factory: Callable[..., TestClient],
+) -> None:
+    """Pushes onto the user's sessions while they are erased: each lands before its session's
+    chunk is deleted (and goes with it) or finds the session gone (404); never a 500, and
+    nothing of the user is left."""
+    client = client_factory(run_worker=False, retention_chunk_sessions=3)
+    rt: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    sessions = [f"r{n:02d}" for n in range(12)]
+    for sid in sessions:
+        post_session(client, sid, "racer", clicks=0)
+
+    def push(sid: str) -> int:
+        events = [{"event_id": f"{sid}-{o}", "object_id": o} for o in ("a", "b")]
+        return client.post("/api/v1/clickstream/session/events",
+                           json={"session_id": sid, "events": events}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        pushes = [pool.submit(push, sid) for sid in sessions]
+        erased = client.delete(f"{USERS}/racer")
+        codes = {future.result() for future in pushes}
+    assert erased.status_code == 200 and erased.json()["sessions"] == 12
+    assert codes <= {200, 404}
+    assert stored(rt, "racer") == (0, 0, 0)
