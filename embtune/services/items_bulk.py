@@ -4,7 +4,8 @@ tasks of kind `items`).
 Unlike `POST /api/v1/items` (all of the list or none of it), a bad row is `rejected` on its own
 and the others are stored. An item whose text and meta are already stored is a `duplicate` and
 is not written (its `updated_at` stays); a new or changed one is `accepted`. An id given twice
-in one call is stored as its last row says, as a file read top to bottom would leave it.
+in one call is stored as its last row says, as a file read top to bottom would leave it. An
+item stored again loses its tombstone (left by a delete) in the same transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from embtune.services.clickstream_bulk import (
 from embtune.services.field_errors import too_long_text
 from embtune.storage.db import Database
 from embtune.storage.items_bulk_repo import ItemsBulkRepository
+from embtune.storage.items_repo import ItemRepository
 
 
 class ItemsBulk:
@@ -38,6 +40,7 @@ class ItemsBulk:
         self.db = db
         self.settings = settings
         self.items = ItemsBulkRepository()
+        self.catalogue = ItemRepository()
 
     def ingest_in(
         self, session: DbSession, rows: Sequence[Mapping[str, Any]], now: datetime
@@ -67,7 +70,8 @@ class ItemsBulk:
             if stored.get(object_id) != (item["text"], item["meta"]):
                 changed.append(item)
         self.items.upsert(session, changed, now)
-        self.items.remove_tombstones(session, (item["object_id"] for item in changed))
+        # an item stored again is no longer deleted: training stops skipping it
+        self.catalogue.remove_tombstones(session, [item["object_id"] for item in changed])
         writes = {item["object_id"] for item in changed}
         for index, item in valid.items():
             object_id = item["object_id"]

@@ -1,8 +1,4 @@
-"""Set-based catalogue writes for bulk item ingestion (`services.items_bulk`).
-
-An item stored again is no longer deleted: its tombstone (left by a delete, so sessions that
-showed it are skipped by training) goes in the same transaction as the upsert.
-"""
+"""Set-based catalogue reads and writes for bulk item ingestion (`services.items_bulk`)."""
 
 from __future__ import annotations
 
@@ -10,12 +6,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from embtune.storage.items_repo import ID_CHUNK
-from embtune.storage.tables import ItemRow, ItemTombstoneRow
-from embtune.storage.upsert import dialect_name, insert_on_conflict
+from embtune.storage.tables import ItemRow
+from embtune.storage.upsert import insert_rows
 
 ITEMS = ItemRow.__table__
 
@@ -44,21 +40,12 @@ class ItemsBulkRepository:
         return found
 
     def upsert(self, session: Session, items: Sequence[dict[str, Any]], now: datetime) -> None:
-        """Insert or overwrite these items (unique ids), executemany over insertmanyvalues;
-        `created_at` is kept on an update."""
-        if not items:
-            return
-        stmt = insert_on_conflict(dialect_name(session), ITEMS)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[ITEMS.c.object_id],
-            set_={
-                "text": stmt.excluded.text,
-                "meta": stmt.excluded.meta,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
-        session.execute(
-            stmt,
+        """Insert or overwrite these items (unique ids) in one statement; `created_at` is
+        kept on an update. In id order, so two such writes wait for each other rather than
+        dead-lock."""
+        insert_rows(
+            session,
+            ITEMS,
             [
                 {
                     "object_id": item["object_id"],
@@ -67,11 +54,7 @@ class ItemsBulkRepository:
                     "created_at": now,
                     "updated_at": now,
                 }
-                for item in items
+                for item in sorted(items, key=lambda item: item["object_id"])  # in key order
             ],
+            update_on_conflict=("text", "meta", "updated_at"),
         )
-
-    def remove_tombstones(self, session: Session, object_ids: Iterable[str]) -> None:
-        """These items exist again: training no longer skips them."""
-        for chunk in _chunks(object_ids):
-            session.execute(delete(ItemTombstoneRow).where(ItemTombstoneRow.object_id.in_(chunk)))
