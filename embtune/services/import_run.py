@@ -162,8 +162,9 @@ class ImportRun:
             self.repo.add_rejections(session, task.id, rejections)
             self.repo.save_progress(session, task.id, after, now)
             progress = self._progress(after, reader, clock)
+            # a committed chunk is a sign of life: the heartbeat thread waits on this row lock
             self.tasks.update_live(session, task.id, live.message_id,
-                                   {"progress": progress.to_dict()})
+                                   {"progress": progress.to_dict(), "heartbeat_at": now})
         live.report(step=progress.step, total_steps=progress.total_steps,
                     message=progress.message, **progress.extra)
         return after

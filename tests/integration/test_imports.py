@@ -221,6 +221,9 @@ def test_urls_the_server_must_not_read_are_422_naming_the_field(
     response = client.post(IMPORTS, json={"url": outside.as_uri(), "kind": "clicks"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "kind"]
+    told = create(client, url=memory("told.txt", ndjson([session(0)])), kind="sessions",
+                  format="ndjson")
+    assert told["format"] == "ndjson"
 
 
 @pytest.mark.backends("sqlite-embedded")
