@@ -288,6 +288,16 @@ class ClickstreamService:
             raise NotFound(f"batch {batch_id!r} not found")
         return batch
 
+    def hold_batch(self, session: DbSession, batch_id: str) -> None:
+        """Lock a batch a new task names `FOR SHARE` in the task's transaction: retention's
+        decision takes it `FOR UPDATE`, so it either pruned the batch before (409 here) or
+        sees the task after. Unknown → 404."""
+        status = self.clickstream.lock_batch(session, batch_id)
+        if status is None:
+            raise NotFound(f"batch {batch_id!r} not found")
+        if status is BatchStatus.pruned:
+            raise Conflict(f"batch {batch_id!r} was pruned by retention: its sessions are gone")
+
     def batches_page(self, *, offset: int, limit: int) -> tuple[list[Batch], int]:
         with self.db.read() as session:
             return self.clickstream.page_batches(session, offset=offset, limit=limit)

@@ -137,6 +137,9 @@ class TaskService:
             "updated_at": now,
         }
         with self.db.transaction() as session:
+            if batch_id is not None and self.clickstream is not None:
+                # held FOR SHARE until commit: retention cannot prune it under the new task
+                self.clickstream.hold_batch(session, batch_id)
             created = self.tasks.create(session, values)
             if created is None:
                 assert idempotency_key is not None

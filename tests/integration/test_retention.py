@@ -175,6 +175,9 @@ def test_restarting_a_task_whose_batch_was_pruned_is_refused_with_a_clear_detail
     preflight = client.post(f"{TASKS}/preflight",
                             json={"embedding_model_id": model, "batch_id": batch_id})
     assert preflight.status_code == 409 and "pruned" in preflight.json()["detail"]
+    # nor can a new task name it
+    refused = client.post(TASKS, json={"embedding_model_id": model, "batch_id": batch_id})
+    assert refused.status_code == 409 and "pruned" in refused.json()["detail"]
     # the pruned batch's sessions take no more events
     click = {"session_id": "s-0", "events": [{"event_id": "late", "object_id": "a"}]}
     assert client.post("/api/v1/clickstream/session/events", json=click).status_code == 404
