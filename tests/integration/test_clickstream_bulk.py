@@ -244,9 +244,11 @@ def test_items_bulk_stores_the_good_rows_and_lifts_tombstones(api: TestClient) -
     assert first[3].errors[0]["loc"] == ["colour"]
     with runtime.db.read() as session:
         assert session.get(ItemTombstoneRow, "b") is None
+    created = api.get("/api/v1/items/b").json()["created_at"]
     changed = [{"object_id": "a", "text": "alpha"}, {"object_id": "b", "text": "beta 2"}]
     with runtime.db.transaction() as session:
         again = runtime.items_bulk.ingest_in(session, changed, utcnow())
     assert [o.status for o in again] == ["duplicate", "accepted"]
-    assert (api.get("/api/v1/items/b").json()["text"], api.get("/api/v1/items/b").json()["meta"]) \
-        == ("beta 2", None)
+    item = api.get("/api/v1/items/b").json()
+    assert (item["text"], item["meta"], item["created_at"]) == ("beta 2", None, created)
+    assert item["updated_at"] > created
