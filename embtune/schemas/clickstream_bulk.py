@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, TypeAdapter
 
 from embtune.schemas.clickstream import EventIn, ExternalId, ItemIn, SessionCreate
 
@@ -49,7 +49,7 @@ class BulkSessionIn(SessionCreate):
     clicks: list[Annotated[BulkEventIn, BeforeValidator(_click)]] = Field(
         default_factory=list, description="Object ids clicked (or event objects): click events."
     )
-    irrelevant: bool = Field(
+    irrelevant: StrictBool = Field(
         False, description="Nothing among the results was relevant; excludes clicks."
     )
 

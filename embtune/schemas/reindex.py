@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
@@ -65,7 +73,7 @@ class ReindexCreate(BaseModel):
         description='A sink config: `{"type": "parquet" | "qdrant", "name"?: …, …}` (each '
         "sink type's own fields). Default: the alias's sink, else the default Qdrant sink.",
     )
-    incremental: bool = Field(
+    incremental: StrictBool = Field(
         False, description="Copy the vectors of unchanged items from this model's last complete "
         "collection in the sink; encode only added and changed items.",
     )

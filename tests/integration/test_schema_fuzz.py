@@ -106,6 +106,8 @@ BUSINESS_RULES = {
     "POST /api/v1/items": "object ids are unique within one request",
     "POST /api/v1/clickstream/session": "result object ids are unique within the session",
     "POST /api/v1/clickstream/session/events": "events name objects the session showed",
+    "POST /api/v1/imports": "the file exists; a local one lies under the data dir or the "
+                            "import roots",
     "POST /api/v1/evaluation-sets": "judged items are in the catalogue; query ids are unique "
                                     "within the set and object ids within a query; each query "
                                     "has an item graded above 0",
