@@ -179,14 +179,70 @@ def measure_bulk(backend: str, sessions: list[dict[str, Any]], per_request: int,
                per_request=per_request, threads=threads)
 
 
+IMPORTS = "/api/v1/imports"
+
+
+def write_import_files(sessions: int, work_dir: Path) -> dict[str, Path]:
+    """An NDJSON and a Parquet file of the same `sessions` sessions (`session_row` shape),
+    written a slice at a time (the bench itself never holds a whole file's rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ndjson = work_dir / f"sessions-{sessions}.jsonl"
+    parquet = work_dir / f"sessions-{sessions}.parquet"
+    writer = None
+    with ndjson.open("w") as out:
+        for start in range(0, sessions, 10_000):
+            rng = random.Random(start)
+            rows = [session_row(f"import-{i}", rng)
+                    for i in range(start, min(sessions, start + 10_000))]
+            out.writelines(json.dumps(r) + "\n" for r in rows)
+            table = pa.Table.from_pylist(rows)
+            if writer is None:
+                writer = pq.ParquetWriter(parquet, table.schema)
+            writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    return {"ndjson": ndjson, "parquet": parquet}
+
+
+def measure_import(backend: str, path: Path, fmt: str, data_dir: Path) -> Row:
+    """One import task on a fresh server (API + in-process worker, fresh database), followed to
+    `done`: the task's own seconds and the process's peak memory (`metrics.peak_rss_mb`)."""
+    with (serve(backend, data_dir, worker=True) as url,
+          httpx.Client(base_url=url, timeout=60) as http):
+        task = expect(http.post(IMPORTS, json={"url": str(path), "kind": "sessions",
+                                               "format": fmt}), 201).json()
+        while task["status"] in ("pending", "processing"):
+            time.sleep(0.5)
+            task = expect(http.get(f"{IMPORTS}/{task['id']}"), 200).json()
+        if task["status"] != "done":
+            raise RuntimeError(f"import {task['id']} ended {task['status']}: {task['detail']}")
+        m = task["metrics"]
+        if m["accepted"] != m["rows"]:
+            raise RuntimeError(f"import {task['id']}: {m}")
+        return Row(backend, f"import task, {fmt}", m["rows"], m["seconds"], per_request=0,
+                   threads=1, peak_rss_mb=m["peak_rss_mb"])
+
+
 def measure_imports(backend: str, sessions: int, work_dir: Path) -> list[Row]:
-    """IMPORT TASKS — to be filled in: write NDJSON and Parquet files of `sessions` sessions
-    (`session_row` shape) under `work_dir` (inside the server's data dir, an allowed import
-    root), `POST /api/v1/imports` each (`{"url": path, "kind": "sessions"}`), follow the task
-    to `done`, and return a Row per file with the task's `metrics.seconds` and
-    `metrics.peak_rss_mb` (peak memory must not grow with the file). Target on PostgreSQL:
-    ≥ 5,000 sessions/s."""
-    return []
+    """Import tasks from a local NDJSON and a local Parquet file of `sessions` sessions, each
+    on its own fresh server, plus a 10x smaller NDJSON file: peak memory must not grow with the
+    file. Target on PostgreSQL: >= 5,000 sessions/s."""
+    rows = []
+    small = max(1000, sessions // 10)
+    for count in (small, sessions):
+        files = write_import_files(count, work_dir / "files")
+        for fmt in (("ndjson",) if count == small else ("ndjson", "parquet")):
+            data_dir = work_dir / f"{fmt}-{count}"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            target = data_dir / files[fmt].name
+            files[fmt].rename(target)
+            rows.append(measure_import(backend, target, fmt, data_dir))
+            log(f"  {rows[-1].path} ({count:,}): {rows[-1].rate:,.0f} sessions/s, "
+                f"peak {rows[-1].peak_rss_mb:.0f} MB")
+    return rows
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -222,8 +278,8 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def serve(backend: str, data_dir: Path) -> Iterator[str]:
-    """A fresh `embtune serve` on `backend`; yields its URL."""
+def serve(backend: str, data_dir: Path, *, worker: bool = False) -> Iterator[str]:
+    """A fresh `embtune serve` on `backend` (with its in-process worker if asked); its URL."""
     port = free_port()
     env = {**os.environ, "EMBTUNE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
     with postgres_database() if backend == "postgres" else _nothing() as db_url:
@@ -231,8 +287,8 @@ def serve(backend: str, data_dir: Path) -> Iterator[str]:
             env |= {"EMBTUNE_DATABASE_URL": db_url, "EMBTUNE_BROKER_URL": REDIS,
                     "EMBTUNE_QUEUE_NAME": data_dir.name, "EMBTUNE_REDIS_NAMESPACE": data_dir.name}
         server = subprocess.Popen(
-            [sys.executable, "-m", "embtune.cli", "serve", "--port", str(port), "--no-worker",
-             "--log-level", "warning"], env=env, cwd=ROOT)
+            [sys.executable, "-m", "embtune.cli", "serve", "--port", str(port),
+             "--worker" if worker else "--no-worker", "--log-level", "warning"], env=env, cwd=ROOT)
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=url, timeout=5) as http:
@@ -273,8 +329,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[Row]:
                 batch = [session_row(f"bulk{per_request}-{i}", rng) for i in range(args.sessions)]
                 rows.append(measure_bulk(backend, batch, per_request, args.bulk_threads))
                 log(f"  {rows[-1].path}: {rows[-1].rate:,.0f} sessions/s")
-            if not args.skip_imports:
-                rows += measure_imports(backend, args.import_sessions, data_dir / "imports")
+        if not args.skip_imports:
+            rows += measure_imports(backend, args.import_sessions, data_dir / "imports")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     return rows

@@ -121,10 +121,16 @@ def _bound_psycopg(engine: Engine, timeouts: DbTimeouts) -> None:
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         cparams.setdefault("connect_timeout", max(2, timeouts.connect_s))  # libpq's minimum
+        # psycopg prepares a statement run five times, and PostgreSQL may then keep one generic
+        # plan for it, chosen while the tables were small: the bulk path's `IN (…)` lookups
+        # became sequential scans as a 100,000-session import grew the tables (a chunk went from
+        # 0.35 s to 4 s). Every execution planned with its own values keeps them index scans.
+        options = "-c plan_cache_mode=force_custom_plan"
         if timeouts.statement_s is not None:
             ms = math.ceil(timeouts.statement_s * 1000)
-            # a URL's own `options` come later and so win
-            cparams["options"] = f"-c statement_timeout={ms} {cparams.get('options', '')}".strip()
+            options = f"-c statement_timeout={ms} {options}"
+        # a URL's own `options` come later and so win
+        cparams["options"] = f"{options} {cparams.get('options', '')}".strip()
         return connect_bounded(timeouts.answer_s, *cargs, **cparams)
 
 
