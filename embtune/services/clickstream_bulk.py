@@ -100,6 +100,17 @@ class _Known:
     pending: dict[str, Any] | None = None  # the insert of a session new in this request
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Rows checked one by one, with no database: the refused rows' outcomes and the valid
+    rows (`_Row` here, item dicts in `ItemsBulk`). An import prepares the next chunk while the
+    database stores this one."""
+
+    size: int
+    refused: dict[int, RowOutcome]
+    valid: Any
+
+
 @dataclass
 class _Plan:
     outcomes: dict[int, RowOutcome] = field(default_factory=dict)
@@ -127,6 +138,10 @@ class ClickstreamBulk:
         self, session: DbSession, rows: Sequence[Mapping[str, Any]], now: datetime
     ) -> list[RowOutcome]:
         """Store the valid rows inside the caller's transaction; an outcome per row, in order."""
+        return self.store_in(session, self.prepare(rows, now), now)
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]], now: datetime) -> Prepared:
+        """Every row checked on its own (no database; safe on another thread)."""
         outcomes: dict[int, RowOutcome] = {}
         valid: list[_Row] = []
         for index, raw in enumerate(rows):
@@ -135,9 +150,14 @@ class ClickstreamBulk:
                 outcomes[index] = parsed
             else:
                 valid.append(parsed)
-        if valid:
-            outcomes.update(self._store(session, valid, now))
-        return [outcomes[index] for index in range(len(rows))]
+        return Prepared(len(rows), outcomes, valid)
+
+    def store_in(self, session: DbSession, prepared: Prepared, now: datetime) -> list[RowOutcome]:
+        """The prepared rows' valid ones stored in the caller's transaction; every outcome."""
+        outcomes = dict(prepared.refused)
+        if prepared.valid:
+            outcomes.update(self._store(session, prepared.valid, now))
+        return [outcomes[index] for index in range(prepared.size)]
 
     # -- one row --------------------------------------------------------------------------------
     def _parse(self, index: int, raw: Any, now: datetime) -> _Row | RowOutcome:

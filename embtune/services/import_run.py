@@ -8,6 +8,10 @@ committed with the rows it covers, a re-queued run (its worker died) or a restar
 continues after the last committed chunk: no row is stored twice, none is skipped, and the
 counts accumulate across runs. Parsing happens before the transaction, so the task row is
 locked only while the rows are written.
+
+Two chunks are in flight: while the database stores one, a helper thread reads and checks
+the next (the checks are pure Python; the store mostly waits on the database, which releases
+the GIL). The order of the commits, and so the resume points, stay the file's order.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,11 +54,21 @@ class Outcome(Protocol):
 
 
 class RowsIngest(Protocol):
-    """`ClickstreamBulk` / `ItemsBulk`: store rows inside the caller's transaction."""
+    """`ClickstreamBulk` / `ItemsBulk`: check rows (no database), then store them inside the
+    caller's transaction."""
 
-    def ingest_in(
-        self, session: Session, rows: Sequence[Mapping[str, Any]], now: datetime
-    ) -> Sequence[Outcome]: ...
+    def prepare(self, rows: Sequence[Mapping[str, Any]], now: datetime) -> Any: ...
+
+    def store_in(self, session: Session, prepared: Any, now: datetime) -> Sequence[Outcome]: ...
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A chunk read and checked, waiting for its transaction."""
+
+    chunk: Chunk
+    readable: list[RawRow]
+    prepared: Any
 
 
 def peak_rss_mb() -> float:
@@ -103,13 +118,28 @@ class ImportRun:
         except ReadError as exc:
             raise TaskRefused(f"{source.url}: {exc}") from None
         clock = _Clock(time.monotonic(), resumed_from, _fraction(done, reader))
+        chunks = _guarded(reader, source.url)
+        ingest = self.ingest[kind]
+
+        def read_next() -> _Ready | None:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return None
+            readable = [row for row in chunk.rows if row.value is not None]
+            prepared = ingest.prepare([r.value for r in readable], utcnow()) if readable else None
+            return _Ready(chunk, readable, prepared)
+
         try:
             self._report(live, done, reader, clock,
                          f"resuming after row {resumed_from}" if resumed_from else "reading")
-            for chunk in _guarded(reader, source.url):
-                if live.stop.is_set():
-                    raise TaskStopped(LOST)
-                done = self._store(task, live, kind, chunk, done, reader, clock)
+            # the helper thread ends with this block, before the reader is closed
+            with ThreadPoolExecutor(1, thread_name_prefix=f"embtune-import-{task.id}") as ahead:
+                upcoming = ahead.submit(read_next)
+                while (ready := upcoming.result()) is not None:
+                    if live.stop.is_set():
+                        raise TaskStopped(LOST)
+                    upcoming = ahead.submit(read_next)
+                    done = self._store(task, live, ingest, ready, done, reader, clock)
         finally:
             reader.close()
         seconds = time.monotonic() - clock.started
@@ -139,15 +169,15 @@ class ImportRun:
         self,
         task: Task,
         live: LiveRun,
-        kind: ImportDataKind,
-        chunk: Chunk,
+        ingest: RowsIngest,
+        ready: _Ready,
         done: ImportProgress,
         reader: ChunkReader,
         clock: _Clock,
     ) -> ImportProgress:
         """One chunk: its rows, its rejected rows, the progress row and the task's progress,
         in one transaction that holds the task row while this run owns it."""
-        readable = [row for row in chunk.rows if row.value is not None]
+        chunk, readable = ready.chunk, ready.readable
         now = utcnow()
         with self.db.transaction() as session:
             owned = self.tasks.get(session, task.id, lock=True)
@@ -155,8 +185,8 @@ class ImportRun:
                 owned.message_id != live.message_id
             ):
                 raise TaskStopped(LOST)
-            outcomes = (self.ingest[kind].ingest_in(session, [r.value for r in readable], now)
-                        if readable else [])
+            outcomes = (ingest.store_in(session, ready.prepared, now)
+                        if ready.prepared is not None else [])
             counts, rejections = _tally(chunk.rows, readable, outcomes)
             after = done.after_chunk(chunk.position, len(chunk.rows), chunk.bytes_read, counts)
             self.repo.add_rejections(session, task.id, rejections)

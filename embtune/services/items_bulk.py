@@ -23,6 +23,7 @@ from embtune.services.clickstream_bulk import (
     ACCEPTED,
     DUPLICATE,
     REJECTED,
+    Prepared,
     RowOutcome,
     in_row,
     refused,
@@ -46,6 +47,10 @@ class ItemsBulk:
         self, session: DbSession, rows: Sequence[Mapping[str, Any]], now: datetime
     ) -> list[RowOutcome]:
         """Store the valid rows inside the caller's transaction; an outcome per row, in order."""
+        return self.store_in(session, self.prepare(rows, now), now)
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]], now: datetime) -> Prepared:
+        """Every row checked on its own (no database; safe on another thread)."""
         outcomes: dict[int, RowOutcome] = {}
         valid: dict[int, dict[str, Any]] = {}
         limit = self.settings.max_item_text_length
@@ -62,6 +67,12 @@ class ItemsBulk:
                 )
                 continue
             valid[index] = item
+        return Prepared(len(rows), outcomes, valid)
+
+    def store_in(self, session: DbSession, prepared: Prepared, now: datetime) -> list[RowOutcome]:
+        """The prepared rows' valid ones stored in the caller's transaction; every outcome."""
+        outcomes = dict(prepared.refused)
+        valid: dict[int, dict[str, Any]] = prepared.valid
         last = {item["object_id"]: index for index, item in valid.items()}
         stored = self.items.contents(session, last)
         changed = []
@@ -77,4 +88,4 @@ class ItemsBulk:
             object_id = item["object_id"]
             status = ACCEPTED if object_id in writes else DUPLICATE
             outcomes[index] = RowOutcome(index, object_id, status)
-        return [outcomes[index] for index in range(len(rows))]
+        return [outcomes[index] for index in range(prepared.size)]
