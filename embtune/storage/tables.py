@@ -202,14 +202,18 @@ class SearchSessionRow(Base):
 
 
 class SessionResultRow(Base):
-    """One shown result; (session, object) is unique so a click names exactly one result."""
+    """One shown result; (session, object) is unique so a click names exactly one result.
+
+    No foreign key to `search_sessions` (since 0008): PostgreSQL checks one row by row, ten per
+    session, and that check was half the database's work in a bulk insert (README,
+    "Performance"). Results are written only in the transaction that inserts their session
+    (`insert_session`, the bulk path's inserted ids) and deleted only with it (retention and
+    erasure delete events, results, then sessions); the retention and erasure tests check
+    that none outlives its session. Clicks keep their foreign key to the result they name."""
 
     __tablename__ = "session_results"
 
-    session_id: Mapped[str] = mapped_column(
-        String(200), ForeignKey("search_sessions.session_id", ondelete="CASCADE"),
-        primary_key=True,
-    )
+    session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     object_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     rank: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)  # order as posted: the tie-break for ranks

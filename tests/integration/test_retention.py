@@ -116,6 +116,8 @@ def test_retention_prunes_old_batches_in_chunks_but_never_one_a_task_needs(
         assert batch["status"] == "pruned" and batch["sessions_count"] == 0
     for batch_id in (newest_done, pending, processing, other_done, young):
         assert rows_of(rt, batch_id) == (1, 2, 1), batch_id
+    with rt.db.read() as session:  # results have no foreign key to sessions: none left over
+        assert session.scalar(select(func.count()).select_from(SessionResultRow)) == 10
         assert client.get(f"/api/v1/clickstream/batch/{batch_id}").json()["status"] == "released"
     page = client.get("/api/v1/clickstream/batch", params={"limit": 100}).json()
     listed = {batch["id"]: batch["status"] for batch in page}

@@ -103,9 +103,29 @@ def test_tasks_rebuilt_for_tasks_of_no_model_keep_their_events(backend: Backend)
                 text("INSERT INTO task_events (task_id, kind, from_status, to_status, message, "
                      "created_at) VALUES ('t1', 'transition', NULL, 'done', 'kept', :now)"),
                 {"now": now})
+            connection.execute(text(  # a session with its results and a click
+                "INSERT INTO batches (id, status, created_at) VALUES ('b1', 'open', :now)"),
+                {"now": now})
+            connection.execute(text(
+                "INSERT INTO search_sessions (session_id, batch_id, query, irrelevant, "
+                "request_hash, created_at, received_at) VALUES ('s1', 'b1', 'q', false, 'h', "
+                ":now, :now)"), {"now": now})
+            for rank, object_id in enumerate(("a", "b"), start=1):
+                connection.execute(text(
+                    "INSERT INTO session_results (session_id, object_id, rank, position) "
+                    "VALUES ('s1', :o, :r, :r)"), {"o": object_id, "r": rank})
+            connection.execute(text(
+                "INSERT INTO click_events (event_id, session_id, object_id, event_type, "
+                "created_at, received_at, late) VALUES ('e1', 's1', 'b', 'click', :now, :now, "
+                "false)"), {"now": now})
         migrate.upgrade(engine)
         with engine.begin() as connection:
             assert connection.scalar(text("SELECT message FROM task_events")) == "kept"
+            # 0008 rebuilds session_results on SQLite: its rows and the clicks naming them stay
+            assert connection.scalar(text("SELECT count(*) FROM session_results")) == 2
+            assert connection.scalar(text(
+                "SELECT count(*) FROM click_events e JOIN session_results r "
+                "ON r.session_id = e.session_id AND r.object_id = e.object_id")) == 1
             connection.execute(  # a task of no model
                 text("INSERT INTO tasks (id, kind, status, request_hash, params, meta, attempts, "
                      "created_at, updated_at) VALUES ('i1', 'import', 'pending', 'h', '{}', "

@@ -29,6 +29,25 @@ def upgrade() -> None:
     else:
         op.alter_column('tasks', 'embedding_model_id', existing_type=sa.String(length=32),
                         nullable=True)
+    # session results lose their per-row-checked foreign key to sessions (see tables.py)
+    if op.get_bind().dialect.name == 'sqlite':  # unnamed there: the table is rebuilt
+        op.create_table(
+            'session_results_new',
+            sa.Column('session_id', sa.String(length=200), nullable=False),
+            sa.Column('object_id', sa.String(length=200), nullable=False),
+            sa.Column('rank', sa.Integer(), nullable=False),
+            sa.Column('position', sa.Integer(), nullable=False),
+            sa.Column('meta', sa.JSON(), nullable=True),
+            sa.PrimaryKeyConstraint('session_id', 'object_id'),
+        )
+        op.execute('INSERT INTO session_results_new (session_id, object_id, rank, position, '
+                   'meta) SELECT session_id, object_id, rank, position, meta '
+                   'FROM session_results')
+        op.drop_table('session_results')
+        op.rename_table('session_results_new', 'session_results')
+    else:
+        op.drop_constraint('session_results_session_id_fkey', 'session_results',
+                           type_='foreignkey')
     op.add_column('batches', sa.Column('pruned_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index('ix_search_sessions_user', 'search_sessions', ['user_id'])
     op.create_table(
@@ -75,6 +94,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        op.create_foreign_key('session_results_session_id_fkey', 'session_results',
+                              'search_sessions', ['session_id'], ['session_id'],
+                              ondelete='CASCADE')
     op.drop_index('ix_audit_events_created', table_name='audit_events')
     op.drop_table('audit_events')
     op.drop_table('import_rejections')
