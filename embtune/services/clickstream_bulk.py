@@ -97,6 +97,7 @@ class _Known:
     irrelevant: bool
     clicked: bool
     late: bool  # its batch is released: new events are flagged late
+    pruned: bool  # its batch was pruned by retention: the session is being deleted
     pending: dict[str, Any] | None = None  # the insert of a session new in this request
 
 
@@ -305,6 +306,11 @@ class ClickstreamBulk:
                 {"loc": loc, "msg": msg, "type": "conflict"}
             ])
 
+        if state is not None and state.pruned:  # as `push_events`' 404: it is being deleted
+            return refused(row.index, session_id, REJECTED, [{
+                "loc": ["session_id"], "type": "value_error",
+                "msg": f"session {session_id!r} is gone: its batch was pruned by retention",
+            }])
         if state is not None and state.fingerprint != row.fingerprint:
             when = "earlier in this request" if state.pending is not None else "before"
             return conflict(
@@ -340,7 +346,7 @@ class ClickstreamBulk:
         if state is None:
             status = ACCEPTED
             state = known[session_id] = _Known(
-                row.fingerprint, row.irrelevant, False, False, pending=row.session
+                row.fingerprint, row.irrelevant, False, False, False, pending=row.session
             )
             plan.sessions[session_id] = row.session
             plan.results[session_id] = row.results
@@ -366,4 +372,5 @@ class ClickstreamBulk:
 
 
 def _known(stored: StoredSession, clicked: bool, status: BatchStatus | None) -> _Known:
-    return _Known(stored.request_hash, stored.irrelevant, clicked, status is BatchStatus.released)
+    return _Known(stored.request_hash, stored.irrelevant, clicked,
+                  status is BatchStatus.released, status is BatchStatus.pruned)

@@ -148,6 +148,14 @@ def test_a_pass_interrupted_after_its_decision_is_finished_by_the_next(
     assert rows_of(rt, batch_id)[0] == 1
     # a task created now names a pruned batch: its run is refused, never trains on the rest
     assert client.get(f"/api/v1/clickstream/batch/{batch_id}").json()["status"] == "pruned"
+    # a session still being deleted takes no more events through the bulk path either
+    with rt.db.read() as session:
+        left = session.scalar(select(SearchSessionRow.session_id)
+                              .where(SearchSessionRow.batch_id == batch_id))
+    again = {"session_id": left, "search_query": "q", "clicks": ["a"],
+             "search_results": [{"object_id": "a"}, {"object_id": "b"}]}
+    bulk = client.post("/api/v1/clickstream/sessions:bulk", json={"sessions": [again]}).json()
+    assert bulk["rejected"] == 1 and "pruned" in bulk["results"][0]["reason"], bulk
 
     second = client.post(RUN).json()
     assert (second["batches"], second["sessions"]) == (1, 1)
