@@ -153,3 +153,26 @@ def page_caption(offset: int, shown: int, total: int) -> str:
     if not shown:
         return f"none of {total}"
     return f"{offset + 1}-{offset + shown} of {total}"
+
+
+# how each kind of task event stands out in an events table
+KIND_STYLE = {"verdict": "bold", "promotion": "bold magenta", "switch": "bold magenta",
+              "progress": "dim"}
+
+
+def events_table(title: str, history: Sequence[Any]) -> Table:
+    """A task's history (transitions, progress messages, notes), oldest first: the one table
+    `task events`, `reindex events` and `imports events` print."""
+    table = Table(title=title)
+    table.add_column("time", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("transition")
+    table.add_column("message", overflow="fold")
+    for event in history:
+        transition = ""
+        if event.to_status is not None:
+            source = event.from_status.value if event.from_status else "∅"
+            transition = f"{source} → {event.to_status.value}"
+        table.add_row(when(event.created_at), Text(event.kind, style=KIND_STYLE.get(event.kind,
+                      "")), transition, Text(event.message))
+    return table

@@ -21,6 +21,7 @@ from embtune.cli.common import (
     compact,
     connect,
     err_console,
+    events_table,
     fail,
     fields_table,
     out_console,
@@ -28,7 +29,7 @@ from embtune.cli.common import (
     print_json,
     when,
 )
-from embtune.cli.tasks import KIND_STYLE, styled
+from embtune.cli.tasks import styled
 from embtune.client import DEFAULT_URL, Client
 from embtune.console import live_bar
 from embtune.domain.imports import ImportFormat
@@ -269,19 +270,7 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
     if as_json:
         print_json(history)
         return
-    table = Table(title=f"events of import {task_id}")
-    table.add_column("time", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("transition")
-    table.add_column("message", overflow="fold")
-    for event in history:
-        transition = ""
-        if event.to_status is not None:
-            source = event.from_status.value if event.from_status else "∅"
-            transition = f"{source} → {event.to_status.value}"
-        table.add_row(when(event.created_at), Text(event.kind, style=KIND_STYLE.get(event.kind,
-                      "")), transition, Text(event.message))
-    out_console().print(table)
+    out_console().print(events_table(f"events of import {task_id}", history))
 
 
 def show_new_status(task: ImportTaskPublic, as_json: bool) -> None:

@@ -21,6 +21,7 @@ from embtune.cli.common import (
     compact,
     connect,
     err_console,
+    events_table,
     fail,
     fields_table,
     out_console,
@@ -29,7 +30,7 @@ from embtune.cli.common import (
     usage_error,
     when,
 )
-from embtune.cli.tasks import KIND_STYLE, progress_figures, progress_text, styled
+from embtune.cli.tasks import progress_figures, progress_text, styled
 from embtune.client import DEFAULT_URL, Client
 from embtune.console import live_bar
 from embtune.schemas.reindex import K_MAX, ReindexTaskPublic, SearchResponse
@@ -255,20 +256,7 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
     if as_json:
         print_json(history)
         return
-    table = Table(title=f"events of reindex {task_id}")
-    table.add_column("time", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("transition")
-    table.add_column("message", overflow="fold")
-    for event in history:
-        transition = ""
-        if event.to_status is not None:
-            source = event.from_status.value if event.from_status else "∅"
-            transition = f"{source} → {event.to_status.value}"
-        style = "bold magenta" if event.kind == "switch" else KIND_STYLE.get(event.kind, "")
-        table.add_row(when(event.created_at), Text(event.kind, style=style), transition,
-                      Text(event.message))
-    out_console().print(table)
+    out_console().print(events_table(f"events of reindex {task_id}", history))
 
 
 def show_new_status(task: ReindexTaskPublic, as_json: bool) -> None:

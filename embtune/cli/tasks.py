@@ -19,6 +19,7 @@ from embtune.cli.common import (
     compact,
     connect,
     err_console,
+    events_table,
     fail,
     fields_table,
     out_console,
@@ -43,7 +44,6 @@ BatchOption = Annotated[str | None, typer.Option(
 STATUS_STYLE = {"done": "green", "failed": "red", "refused": "red", "canceled": "yellow",
                 "processing": "cyan", "pending": "dim"}
 # The outcome lines of a history stand out from its progress chatter.
-KIND_STYLE = {"verdict": "bold", "promotion": "bold magenta", "progress": "dim"}
 
 
 def styled(status: str) -> str:
@@ -211,19 +211,7 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
     if as_json:
         print_json(history)
         return
-    table = Table(title=f"events of task {task_id}")
-    table.add_column("time", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("transition")
-    table.add_column("message", overflow="fold")
-    for event in history:
-        transition = ""
-        if event.to_status is not None:
-            source = event.from_status.value if event.from_status else "∅"
-            transition = f"{source} → {event.to_status.value}"
-        kind = Text(event.kind, style=KIND_STYLE.get(event.kind, ""))
-        table.add_row(when(event.created_at), kind, transition, Text(event.message))
-    out_console().print(table)
+    out_console().print(events_table(f"events of task {task_id}", history))
 
 
 def show_new_status(task: TaskPublic, as_json: bool) -> None:
