@@ -1,4 +1,6 @@
 # embtune: `make demo` runs the whole job on the embedded defaults; `make test` runs the tests.
+# The tests run in two processes (pytest-xdist): every test has its own database, queue and
+# data dir, and half of a test's time is waiting on a server, a worker or a broker.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -29,10 +31,10 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/embtune demo
 
 test: $(STAMP) services
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2
 
 test-slow: $(STAMP) services
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
