@@ -38,7 +38,9 @@ async def run_retention(retention: RetentionDep) -> RetentionRunPublic:
 @router.delete(
     "/api/v1/clickstream/users/{user_id:path}",
     response_model=UserErasedPublic,
-    responses=error_responses(422),
+    # a control character (a line break) keeps a path from matching any route at all
+    responses=error_responses(422, 404, described={
+        404: "No such route: the user id holds a control character (no user id can)"}),
 )
 async def erase_user(user_id: UserId, request: Request, erasure: ErasureDep) -> UserErasedPublic:
     """Erase every session of the user, with its shown results and events, in bounded
