@@ -22,9 +22,8 @@ from embtune.domain.tasks import Task, TaskKind, TaskStatus
 from embtune.errors import Conflict, InvalidParams
 from embtune.imports.source import ImportSource, SourceError, check_readable, resolve_source
 from embtune.services.field_errors import field_error
-from embtune.services.tasks import TaskService, existing_for_key
+from embtune.services.tasks import TaskService, existing_for_key, new_task_row
 from embtune.storage.db import Database, utcnow
-from embtune.storage.ids import new_id
 from embtune.storage.imports_repo import ImportRepository
 
 KIND = TaskKind.import_
@@ -74,24 +73,11 @@ class ImportService:
         fingerprint = request_fingerprint(
             {"kind": KIND.value, "params": params, "metadata": dict(metadata or {})}
         )
-        now = utcnow()
         with self.db.transaction() as session:
-            created = self.tasks.tasks.create(
-                session,
-                {
-                    "id": new_id(),
-                    "kind": KIND.value,
-                    "embedding_model_id": None,
-                    "idempotency_key": idempotency_key,
-                    "request_hash": fingerprint,
-                    "params": params,
-                    "meta": dict(metadata or {}),
-                    "message_id": new_id(),
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            created = self.tasks.tasks.create(session, new_task_row(
+                KIND, model_id=None, idempotency_key=idempotency_key, fingerprint=fingerprint,
+                params=params, metadata=metadata, now=utcnow(),
+            ))
             if created is None:
                 assert idempotency_key is not None
                 existing = existing_for_key(self.tasks.tasks, session, idempotency_key,

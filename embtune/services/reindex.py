@@ -21,13 +21,12 @@ from embtune.domain.sinks import SinkCollection
 from embtune.domain.tasks import Task, TaskKind
 from embtune.errors import Conflict, InvalidParams, NotFound
 from embtune.services.aliases import AliasService
-from embtune.services.tasks import TaskService, existing_for_key
+from embtune.services.tasks import TaskService, existing_for_key, new_task_row
 from embtune.services.weights import ModelWeights
 from embtune.sinks.base import Hit, SinkConfig
 from embtune.sinks.registry import SinkRegistry
 from embtune.storage.aliases_repo import AliasRepository
 from embtune.storage.db import Database, utcnow
-from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.sink_collections_repo import SinkCollectionRepository
 from embtune.storage.tasks_repo import TaskRepository
@@ -61,23 +60,10 @@ def insert_reindex_task(
         {"kind": TaskKind.reindex.value, "embedding_model_id": model_id, "params": params,
          "metadata": dict(metadata or {})}
     )
-    now = utcnow()
-    created = TaskRepository().create(
-        session,
-        {
-            "id": new_id(),
-            "kind": TaskKind.reindex.value,
-            "embedding_model_id": model_id,
-            "idempotency_key": idempotency_key,
-            "request_hash": fingerprint,
-            "params": params,
-            "meta": dict(metadata or {}),
-            "message_id": new_id(),
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    created = TaskRepository().create(session, new_task_row(
+        TaskKind.reindex, model_id=model_id, idempotency_key=idempotency_key,
+        fingerprint=fingerprint, params=params, metadata=metadata, now=utcnow(),
+    ))
     return created, fingerprint
 
 

@@ -28,10 +28,10 @@ from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Task, TaskKind, TaskStatus, Transition
 from embtune.errors import TaskRefused, TaskStopped
 from embtune.services.live_run import LiveRun
+from embtune.services.tasks import new_task_row
 from embtune.sinks.base import SinkError, VectorSink
 from embtune.sinks.registry import SinkRegistry
 from embtune.storage.db import Database, utcnow
-from embtune.storage.ids import new_id
 from embtune.storage.items_repo import ItemRepository
 from embtune.storage.tasks_repo import TaskRepository
 
@@ -145,13 +145,10 @@ class ReindexShards:
                 params = {"parent": task.id, "attempt": task.attempts, "collection": collection,
                           "sink": task.params.get("sink") or {}, "shard": i,
                           "shards": len(ranges), "first": first, "last": last, "items": items}
-                created = self.tasks.create(session, {
-                    "id": new_id(), "kind": TaskKind.reindex_shard.value,
-                    "embedding_model_id": model_id, "idempotency_key": key,
-                    "request_hash": key, "params": params, "meta": {},
-                    "message_id": new_id(), "attempts": 0, "created_at": now,
-                    "updated_at": now,
-                })
+                created = self.tasks.create(session, new_task_row(
+                    TaskKind.reindex_shard, model_id=model_id, idempotency_key=key,
+                    fingerprint=key, params=params, metadata=None, now=now,
+                ))
                 if created is None:
                     found = self.tasks.get_by_key(session, key)
                     assert found is not None

@@ -7,6 +7,8 @@ delay a run but never lose or duplicate a task.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,6 +46,35 @@ RUN_FIELDS_RESET: dict[str, Any] = {
     "heartbeat_at": None,
     "worker_id": None,
 }
+
+
+def new_task_row(
+    kind: TaskKind,
+    *,
+    model_id: str | None,
+    idempotency_key: str | None,
+    fingerprint: str,
+    params: dict[str, Any],
+    metadata: Mapping[str, Any] | None,
+    now: datetime,
+    batch_id: str | None = None,
+) -> dict[str, Any]:
+    """The values a new task of any kind is inserted with (its status and "created" event
+    come from `Transition.create`): fresh id and message id, no attempt yet."""
+    return {
+        "id": new_id(),
+        "kind": kind.value,
+        "embedding_model_id": model_id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "batch_id": batch_id,
+        "params": params,
+        "meta": dict(metadata or {}),
+        "message_id": new_id(),
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def existing_for_key(
@@ -120,22 +151,11 @@ class TaskService:
                 "metadata": metadata or {},
             }
         )
-        now = utcnow()
-        values = {  # the status and the "created" event come from `Transition.create`
-            "id": new_id(),
-            "embedding_model_id": embedding_model_id,
-            "idempotency_key": idempotency_key,
-            "request_hash": fingerprint,
-            "batch_id": batch_id,
-            "params": normalized,
-            "meta": metadata or {},
-            "message_id": new_id(),
-            "progress": None,
-            "metrics": None,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = new_task_row(
+            TaskKind.fine_tuning, model_id=embedding_model_id, idempotency_key=idempotency_key,
+            fingerprint=fingerprint, params=normalized, metadata=metadata, now=utcnow(),
+            batch_id=batch_id,
+        )
         with self.db.transaction() as session:
             if batch_id is not None and self.clickstream is not None:
                 # held FOR SHARE until commit: retention cannot prune it under the new task
