@@ -171,7 +171,7 @@ def fine_tune(
         report_to="none",
         disable_tqdm=True,
         # Mixed precision: weights stay fp32, forward passes autocast. On CPU the trainer wants
-        # `use_cpu` to accept bf16; `auto` never trains in bf16 on CPU (see precision.py).
+        # `use_cpu` to accept bf16 (`auto` picks it where the CPU has native bf16).
         fp16=precision == "fp16",
         bf16=precision == "bf16",
         use_cpu=device == "cpu" and precision == "bf16",

@@ -368,7 +368,7 @@ def test_model_fingerprint_follows_content_not_path_or_card(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("device", "native_cpu_bf16", "cuda_bf16", "encode", "train"),
     [
-        ("cpu", True, False, "bf16", "fp32"),
+        ("cpu", True, False, "bf16", "bf16"),  # native: the trainer's mixed precision
         ("cpu", False, False, "fp32", "fp32"),
         ("cuda", False, True, "bf16", "bf16"),
         ("cuda:1", False, False, "fp16", "fp16"),
