@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(
         True, description="On the embedded broker, run a worker inside `embtune serve`."
     )
+    host_name: str | None = Field(
+        None,
+        max_length=200,
+        description="The name this machine's measured throughput (for preflight's estimates and "
+        "ETAs) is kept under; default the hostname. Set it where the hostname changes with "
+        "each deployment (containers).",
+    )
     heartbeat_interval_s: float = Field(
         1.0, gt=0, le=60, description="How often a run heart-beats and flushes its progress."
     )
@@ -226,6 +233,12 @@ class Settings(BaseSettings):
         if requested is not None:
             return requested
         return self.broker_kind == "embedded" and self.embedded_worker
+
+    @property
+    def resolved_host_name(self) -> str:
+        import socket
+
+        return self.host_name or socket.gethostname()
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import dramatiq
 
@@ -36,6 +37,7 @@ from embtune.services.reindex_run import ReindexRun
 from embtune.services.retention import PeriodicRetention, RetentionService
 from embtune.services.runner import TaskRunner
 from embtune.services.tasks import TaskService
+from embtune.services.throughput import ThroughputHistory
 from embtune.services.weights import ModelWeights
 from embtune.sinks.base import SinkContext
 from embtune.sinks.registry import SinkRegistry
@@ -110,6 +112,16 @@ class Runtime:
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
     _retention: PeriodicRetention | None = field(default=None, init=False)
 
+    def measure_host(self) -> dict[str, Any]:
+        """The host's matrix-multiply peak (fp32, and bf16/fp16 where native), measured once
+        and cached in the data dir; a run reports its phases' utilization against it."""
+        import torch
+
+        from embtune.training.run import host_peaks_for
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return host_peaks_for(self.settings.data_dir.resolve() / "cache" / "embeddings", device)
+
     @classmethod
     def build(
         cls,
@@ -132,7 +144,12 @@ class Runtime:
             settings.data_dir, settings.models_dir, settings.resolved_database_url
         )
         models = ModelRegistry(db, plugins, settings.allowed_model_roots, artifacts, areas)
-        tasks = TaskService(db, plugins, dispatcher, settings.abort_grace_s, clickstream)
+        cache_dir = settings.data_dir.resolve() / "cache" / "embeddings"
+        throughput = ThroughputHistory(db, settings.resolved_host_name)
+        tasks = TaskService(
+            db, plugins, dispatcher, settings.abort_grace_s, clickstream,
+            throughput=throughput, cache_dir=cache_dir,
+        )
         sinks = SinkRegistry.discover(
             SinkContext(
                 data_dir=settings.data_dir.resolve(),
@@ -142,7 +159,6 @@ class Runtime:
                 ),
             )
         )
-        cache_dir = settings.data_dir.resolve() / "cache" / "embeddings"
         clickstream_bulk = ClickstreamBulk(db, settings)
         items_bulk = ItemsBulk(db, settings)
         runner = TaskRunner(
@@ -161,6 +177,7 @@ class Runtime:
                 db, {ImportDataKind.sessions: clickstream_bulk, ImportDataKind.items: items_bulk},
                 chunk_rows=settings.import_chunk_rows,
             ),
+            throughput=throughput,
         )
         recovery = Recovery(
             db,

@@ -170,6 +170,12 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    peaks = runtime.measure_host()  # once per host (cached): the denominator of utilization
+    err_console.print(
+        f"matmul peak on {peaks.get('device')}: "
+        + ", ".join(f"{k} {peaks[k]:.0f} GFLOP/s" for k in ("fp32", "bf16", "fp16") if peaks.get(k))
+        + (" (cached)" if peaks.get("cached") else "")
+    )
     runtime.start_worker(threads)
     runtime.start_recovery()
     err_console.print(f"embtune worker consuming queue {settings.queue_name!r} "

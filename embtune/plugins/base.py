@@ -22,6 +22,7 @@ from embtune.schemas.task_policy import invalid_params
 if TYPE_CHECKING:
     from embtune.clickstream.sessions import SearchSession
     from embtune.domain.evaluation_sets import JudgedSet
+    from embtune.domain.throughput import MeasuredRates
 
 
 class NoParams(BaseModel):
@@ -48,6 +49,17 @@ class SourceModel:
     source: str  # `builtin:<alias>` or a local directory
 
 
+@dataclass(frozen=True)
+class Estimating:
+    """What an estimate of a run's duration can be made from, besides the data: what a worker
+    host measured before for this model's size and precision setting (None: nothing yet), the
+    source model's local directory and the embedding cache (None where not on this host)."""
+
+    rates: MeasuredRates | None = None
+    source_dir: Path | None = None
+    cache_dir: Path | None = None
+
+
 @dataclass
 class RunContext:
     """What a plugin gets for one run. Callbacks are bound by the runner."""
@@ -65,6 +77,9 @@ class RunContext:
     # The judged evaluation set the task is decided on (the task's, else the model's default);
     # None: the method judges on held-out clicks.
     judged: JudgedSet | None = None
+    # What this worker host measured before for the source model's size and precision setting,
+    # for the run's phase weights and ETA; None: nothing yet.
+    rates: MeasuredRates | None = None
 
     def progress(
         self, step: int, total_steps: int, message: str = "", **extra: Any
@@ -111,7 +126,9 @@ class FineTuningPlugin(ABC):
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
 
-    def preflight(self, params: BaseModel, data: TrainingData | None) -> dict[str, Any]:
+    def preflight(
+        self, params: BaseModel, data: TrainingData | None, estimating: Estimating | None = None
+    ) -> dict[str, Any]:
         """What a run would train on, without training: figures, an estimated duration and
         whether it would be refused. Methods override it; the default knows nothing."""
         return {"would_refuse": False, "reason": None, "estimated_seconds": None}

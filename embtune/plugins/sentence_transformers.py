@@ -14,7 +14,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from embtune.errors import TaskRefused
-from embtune.plugins.base import FineTuningPlugin, RunContext, RunResult, TrainingData
+from embtune.plugins.base import (
+    Estimating,
+    FineTuningPlugin,
+    RunContext,
+    RunResult,
+    TrainingData,
+)
 from embtune.training.model_card import CardFacts
 from embtune.training.params import LossKind, SentenceTransformerParams
 from embtune.training.preflight import preflight
@@ -27,11 +33,17 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
     loss_kind: ClassVar[LossKind]
     params_model: ClassVar[type[BaseModel]] = SentenceTransformerParams
 
-    def preflight(self, params: BaseModel, data: TrainingData | None) -> dict[str, Any]:
+    def preflight(
+        self, params: BaseModel, data: TrainingData | None, estimating: Estimating | None = None
+    ) -> dict[str, Any]:
         if data is None:
             return {"would_refuse": True, "estimated_seconds": None,
                     "reason": "no clickstream to train on yet"}
-        return preflight(data, self._params(params), self.loss_kind)
+        hints = estimating or Estimating()
+        return preflight(
+            data, self._params(params), self.loss_kind,
+            rates=hints.rates, source_dir=hints.source_dir, cache_dir=hints.cache_dir,
+        )
 
     def _params(self, params: BaseModel) -> SentenceTransformerParams:
         if isinstance(params, SentenceTransformerParams):
@@ -53,6 +65,7 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
             should_stop=ctx.should_stop,
             cache_dir=ctx.cache_dir,
             judged=ctx.judged,
+            rates=ctx.rates,
         )
         return RunResult(model_dir=ctx.output_dir, metrics=metrics)
 

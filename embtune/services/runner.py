@@ -25,9 +25,10 @@ from dramatiq.middleware import Interrupt, Shutdown, TimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from embtune import allocator
-from embtune.artifacts import ArtifactStore
+from embtune.artifacts import ArtifactStore, resolve_source
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Task, TaskEventKind, TaskKind, Transition
+from embtune.domain.throughput import MeasuredRates
 from embtune.errors import ArtifactStoreError, EmbtuneError, TaskRefused, TaskStopped
 from embtune.outage_log import OutageLog
 from embtune.plugins.base import (
@@ -45,12 +46,14 @@ from embtune.services.import_run import ImportRun
 from embtune.services.live_run import LiveRun, final_progress
 from embtune.services.promotion import Promotion
 from embtune.services.reindex_run import ReindexRun, Written
+from embtune.services.throughput import ThroughputHistory
 from embtune.sinks.base import SinkError
 from embtune.storage.aliases_repo import AliasRepository
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
+from embtune.training.throughput import model_params_of
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class TaskRunner:
         cache_dir: Path | None = None,
         reindex: ReindexRun | None = None,
         imports: ImportRun | None = None,
+        throughput: ThroughputHistory | None = None,
     ) -> None:
         self.db = db
         self.plugins = plugins
@@ -88,6 +92,7 @@ class TaskRunner:
         self.promotion = Promotion(self.tasks, AliasRepository())
         self.reindex = reindex
         self.imports = imports
+        self.throughput = throughput
         if reindex is not None:  # a sharded reindex runs pending shards through `handle`
             reindex.sharded.run_inline = self.handle
             reindex.sharded.send = requeue
@@ -180,9 +185,10 @@ class TaskRunner:
             judged = self.evaluation_sets.judged(set_id) if set_id else None
         except EmbtuneError as exc:
             raise TaskRefused(exc.detail) from None
+        source = self._local_source(model)
         ctx = RunContext(
             task_id=task.id,
-            model=SourceModel(id=model.id, name=model.name, source=self._local_source(model)),
+            model=SourceModel(id=model.id, name=model.name, source=source),
             params=params,
             output_dir=staging,
             data=self._training_data(task, plugin, live),
@@ -190,6 +196,7 @@ class TaskRunner:
             should_stop=live.stop.is_set,
             cache_dir=self.cache_dir,
             judged=judged,
+            rates=self._rates(source, params),
         )
         result = plugin.run(ctx)
         ctx.check_stop()
@@ -197,6 +204,19 @@ class TaskRunner:
             skipped = {"skipped_deleted_items": ctx.data.deleted_shown_results()}
             result = replace(result, metrics={**result.metrics, **skipped})
         self._complete(task, model, live, result, policy)
+
+    def _rates(self, source: str, params: Any) -> MeasuredRates | None:
+        """What this host measured before for a model of this size and precision setting."""
+        requested = getattr(params, "precision", None)
+        if self.throughput is None or not isinstance(requested, str):
+            return None
+        try:
+            size = model_params_of(resolve_source(source))
+            return self.throughput.rates(
+                model_params=size, requested_precision=requested, host=self.throughput.host
+            )
+        except (ValueError, OSError):  # no local directory (the run refuses it) or no size
+            return None
 
     def _training_data(
         self, task: Task, plugin: FineTuningPlugin, live: LiveRun
@@ -247,6 +267,11 @@ class TaskRunner:
                 )
                 metrics = dict(result.metrics)
                 settled = self.promotion.settle(session, task.id, model_id, policy, metrics)
+                if self.throughput is not None:  # what this run measured, for the next estimate
+                    self.throughput.record(
+                        session, task_id=task.id, model_id=source.id,
+                        performance=metrics.get("performance") or {},
+                    )
                 if settled.record is not None:
                     metrics["promotion"] = settled.record
                 self._mark_done(

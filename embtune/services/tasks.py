@@ -9,25 +9,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from embtune.artifacts import resolve_source
 from embtune.domain.fingerprint import request_fingerprint
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import RUN_OUTCOMES, Task, TaskEvent, TaskKind, TaskStatus, Transition
 from embtune.errors import Conflict, InvalidParams, NotFound
-from embtune.plugins.base import FineTuningPlugin
+from embtune.plugins.base import Estimating, FineTuningPlugin
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
 from embtune.schemas.task_policy import TaskPolicy, merge_policy, split_policy
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.dispatch_marks import DispatchMarks
 from embtune.services.evaluation_sets import EvaluationSetService
+from embtune.services.throughput import ThroughputHistory
 from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
+from embtune.training.throughput import model_params_of
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +119,13 @@ class TaskService:
         dispatcher: Dispatcher,
         abort_grace_s: float,
         clickstream: ClickstreamService | None = None,
+        throughput: ThroughputHistory | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.clickstream = clickstream
+        self.throughput = throughput
+        self.cache_dir = cache_dir
         self.plugins = plugins
         self.dispatcher = dispatcher
         self.abort_grace_s = abort_grace_s
@@ -240,8 +248,23 @@ class TaskService:
             "batch_id": data.batch_id if data is not None else batch_id,
             "params": normalized,
             "evaluation": self._evaluation_basis(model.id, policy),
-            **plugin.preflight(validated, data),
+            **plugin.preflight(validated, data, self._estimating(model, validated)),
         }
+
+    def _estimating(self, model: EmbeddingModel, params: Any) -> Estimating:
+        """What the workers measured for a model of this size, and whether its catalogue vectors
+        are cached here (a model in a remote artifact store is not fetched for an estimate)."""
+        try:
+            source_dir: Path | None = resolve_source(model.source)
+        except ValueError:
+            source_dir = None
+        requested = getattr(params, "precision", None)
+        rates = None
+        if self.throughput is not None and source_dir is not None and isinstance(requested, str):
+            rates = self.throughput.rates(
+                model_params=model_params_of(source_dir), requested_precision=requested
+            )
+        return Estimating(rates=rates, source_dir=source_dir, cache_dir=self.cache_dir)
 
     def _evaluation_basis(self, model_id: str, policy: TaskPolicy) -> dict[str, Any]:
         """What the verdict of a task created now would be decided on."""

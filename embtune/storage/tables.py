@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -429,4 +430,35 @@ class SinkCollectionRow(Base):
     __table_args__ = (
         Index("ix_sink_collections_model", "model_id", "state", "updated_at"),
         Index("ix_sink_collections_sink", "sink_key", "state", "updated_at"),
+    )
+
+
+# -- measured throughput --------------------------------------------------------------------------
+
+
+class ThroughputSampleRow(Base):
+    """One figure a worker measured in a run: an encode or train rate (`units` estimated tokens
+    in `seconds`), or the run's fixed costs (`kind` "fixed": load, examples, save; `units` 1).
+    Preflight and a running task's ETA read the recent ones of a host; older ones are pruned."""
+
+    __tablename__ = "throughput_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    model_params: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[str | None] = mapped_column(String(32))
+    requested_precision: Mapped[str] = mapped_column(String(10))
+    precision: Mapped[str] = mapped_column(String(10))
+    device: Mapped[str] = mapped_column(String(20))
+    seq_length: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    units: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    task_id: Mapped[str | None] = mapped_column(String(32))
+    recorded_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_throughput_samples_host", "host", "kind", "recorded_at"),
+        Index("ix_throughput_samples_recorded", "recorded_at"),
     )

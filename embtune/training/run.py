@@ -31,17 +31,21 @@ from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.model_card import CardFacts, write_model_card
 from embtune.training.params import LossKind, SentenceTransformerParams
 from embtune.training.phases import PROGRESS_UNITS, PhaseClock, PhaseProgress
-from embtune.training.preflight import encoding_seconds, training_seconds
+from embtune.training.preflight import estimate_phases
+from embtune.training.throughput import PhaseSeconds, Workload, model_params_of, run_samples
 
 if TYPE_CHECKING:
     from embtune.domain.evaluation_sets import JudgedSet
+    from embtune.domain.throughput import MeasuredRates
     from embtune.training.embedding_cache import CacheKey
     from embtune.training.evaluation import CatalogueRanking
+    from embtune.training.flops import PassCount
+    from embtune.training.precision import Precision
     from embtune.training.trainer import TrainOutcome
 
 # Weights (in estimated seconds) of the phases whose cost does not grow with the data.
-_LOAD_WEIGHT_S = 5.0  # importing torch and reading the weights
-_SAVE_WEIGHT_S = 1.0
+LOAD_WEIGHT_S = 5.0  # importing torch and reading the weights
+SAVE_WEIGHT_S = 1.0
 
 
 def train_on_clicks(
@@ -56,6 +60,7 @@ def train_on_clicks(
     should_stop: Callable[[], bool],
     cache_dir: Path | None = None,
     judged: JudgedSet | None = None,
+    rates: MeasuredRates | None = None,
 ) -> dict[str, Any]:
     """Run every phase and return the run's metrics; the tuned model is saved in `output_dir`.
 
@@ -64,6 +69,8 @@ def train_on_clicks(
     the model's passes while it runs, a true `should_stop()` raises `TaskStopped`. A run that
     cannot succeed on this data or source raises `TaskRefused` before it costs anything more.
     With `judged`, the verdict is decided on that evaluation set; without, on held-out clicks.
+    `rates` (what this host measured before for the model's size) weigh the phases and give the
+    ETA; without them, fixed constants do.
     """
     strategy = loss_strategy(loss)
 
@@ -86,6 +93,7 @@ def train_on_clicks(
         # Heavy imports here, not at module level: importing torch takes seconds.
         from embtune.artifacts import resolve_source
         from embtune.training.evaluation import rank_catalogue
+        from embtune.training.flops import FlopCounter
         from embtune.training.judging import judge
         from embtune.training.models import load_model
         from embtune.training.precision import resolve_precision
@@ -98,6 +106,9 @@ def train_on_clicks(
         except ValueError as exc:  # a missing or unknown source: retrying cannot help
             raise TaskRefused(f"source model {source!r} cannot be loaded: {exc}") from None
         precision = resolve_precision(params.precision, model.device.type)
+        # Measured once per host and cached (a worker measures it at start); a fraction of it
+        # is each phase's utilization.
+        peaks = host_peaks_for(cache_dir, model.device.type)
         # Identifying the model (a content hash of its files) is part of loading it.
         cache = CatalogueCache.open(
             cache_dir, prepared.catalogue, params.max_seq_length, precision.encode
@@ -106,18 +117,18 @@ def train_on_clicks(
 
     queries = prepared.evaluation_queries()
     keep = prepared.shown_items()
-    encode_s = encoding_seconds(len(prepared.catalogue) + len(queries), params)
-    source_encode_s = (
-        encoding_seconds(len(queries), params) if cache.has(source_key) else encode_s
-    )
+    model_params = model_params_of(source_dir) or sum(p.numel() for p in model.parameters())
+    expected = estimate_phases(prepared, params, rates, source_cached=cache.has(source_key))
+    # the bar's shares: a phase of a fixed cost gets a constant where nothing was measured
+    fixed = expected.fixed / 2 if expected.fixed else None
     phases = PhaseProgress(
         progress,
         {
-            "loading model": _LOAD_WEIGHT_S,
-            "evaluating source model": source_encode_s,
-            "training": training_seconds(len(prepared.rows), params),
-            "evaluating tuned model": encode_s,
-            "saving": _SAVE_WEIGHT_S,
+            "loading model": fixed or LOAD_WEIGHT_S,
+            "evaluating source model": expected.evaluate_source,
+            "training": expected.train,
+            "evaluating tuned model": expected.evaluate_tuned,
+            "saving": fixed or SAVE_WEIGHT_S,
         },
     )
 
@@ -137,25 +148,26 @@ def train_on_clicks(
 
     # From here on the model runs: a cancel stops it inside a forward or backward pass (a
     # training step or an encoding batch of long texts takes seconds on a CPU), not after.
-    with stop_checks(model, should_stop):
+    work: dict[str, PassCount] = {}
+    with stop_checks(model, should_stop), FlopCounter(model) as flops:
         with clock.phase("evaluate_source"):
             before = evaluate("evaluating source model", source_key)
+        work["evaluate_source"] = flops.take()
         # The tuned model's evaluation takes as long as the source's, unless that was cached.
-        tuned_evaluation_s = (
-            encode_s if before.corpus_cache == "hit" else clock.seconds["evaluate_source"]
-        )
+        if before.corpus_cache != "hit":
+            phases.revise("evaluating tuned model", clock.seconds["evaluate_source"])
 
         def on_training_progress(info: Mapping[str, Any]) -> None:
-            # eta_s is to the end of the run: the trainer's estimate plus one more evaluation.
+            # eta_s is to the end of the run: the trainer's estimate plus the phases after it.
             train_eta = info.get("eta_s")
             phases.report(
                 "training",
                 float(info.get("fraction", 0.0)),
+                phase_left_s=None if train_eta is None else float(train_eta),
                 train_step=int(info["step"]),
                 train_total_steps=int(info["total_steps"]),
                 epoch=info.get("epoch"),
                 loss=info.get("loss"),
-                eta_s=None if train_eta is None else float(train_eta) + tuned_evaluation_s,
             )
 
         phases.report("training", train_step=0)
@@ -171,10 +183,12 @@ def train_on_clicks(
             )
         # fine_tune also saved the weights; that time belongs to "save".
         clock.seconds["train"] -= outcome.save_s
+        work["train"] = flops.take()
 
         with clock.phase("evaluate_tuned"):
             # Keyed by the saved weights, so the next task tuning this model finds its vectors.
             after = evaluate("evaluating tuned model", cache.key_for(output_dir))
+        work["evaluate_tuned"] = flops.take()
 
     phases.report("saving")
     with clock.phase("save"):
@@ -184,6 +198,10 @@ def train_on_clicks(
         write_model_card(output_dir, card, metrics)
     clock.seconds["save"] += outcome.save_s
     performance.update(clock.summary())
+    performance["throughput"] = _throughput(
+        prepared, params, precision.to_dict(), model_params, before, expected, clock.seconds
+    )
+    performance["utilization"] = _utilization(peaks, work, clock.seconds, precision)
     phases.report("saving", 1.0)
     return metrics
 
@@ -211,6 +229,78 @@ def _performance(
         "validation_queries_total": prepared.validation_queries_total,
         "encode_items_per_s": (
             round(len(prepared.catalogue) / encoded, 2) if encoded else None
+        ),
+    }
+
+
+def host_peaks_for(cache_dir: Path | None, device: str) -> dict[str, Any]:
+    """The host's matmul peak per precision (GFLOP/s), cached beside the embedding cache
+    (`cache_dir` is the embedding cache's directory)."""
+    from embtune.training.gemm_probe import host_peaks
+    from embtune.training.precision import cpu_has_native_bf16, cuda_has_bf16
+
+    cuda = device == "cuda"
+    return host_peaks(
+        cache_dir.parent if cache_dir is not None else None,
+        device,
+        native_bf16=cuda_has_bf16() if cuda else cpu_has_native_bf16(),
+        cuda_fp16=cuda,
+    )
+
+
+def _utilization(
+    peaks: Mapping[str, Any],
+    work: Mapping[str, PassCount],
+    seconds: Mapping[str, float],
+    precision: Precision,
+) -> dict[str, Any]:
+    """Each model phase's achieved FLOP rate against the host's peak in the phase's precision."""
+    from embtune.training.flops import FORMULA, utilization
+
+    ran_in = {"evaluate_source": precision.encode, "train": precision.train,
+              "evaluate_tuned": precision.encode}
+    return {
+        "formula": FORMULA,
+        "peak_gflops": {k: peaks.get(k) for k in ("fp32", "bf16", "fp16") if peaks.get(k)},
+        "peak_probe": {k: peaks.get(k) for k in ("device", "threads", "cpu", "measured_at",
+                                                 "cached")},
+        "phases": {
+            name: utilization(count, seconds.get(name, 0.0), peaks.get(ran_in[name]),
+                              ran_in[name])
+            for name, count in work.items()
+        },
+    }
+
+
+def _throughput(
+    prepared: Prepared,
+    params: SentenceTransformerParams,
+    precision: dict[str, Any],
+    model_params: int,
+    before: CatalogueRanking,
+    expected: PhaseSeconds,
+    seconds: Mapping[str, float],
+) -> dict[str, Any]:
+    """What this run measured, for the host's history (the worker records `samples`), next to
+    what it had been estimated to take."""
+    work = Workload.of(
+        prepared.catalogue, prepared.evaluation_queries().values(), prepared.rows, params
+    )
+    return {
+        "model_params": model_params,
+        "workload_tokens": {
+            "catalogue": work.catalogue_tokens,
+            "queries": work.query_tokens,
+            "train": work.train_tokens,
+        },
+        "estimated": expected.to_dict() | {"total_s": round(expected.total, 1)},
+        "samples": run_samples(
+            work=work,
+            encoded_catalogue=before.corpus_cache != "hit",
+            seconds=seconds,
+            model_params=model_params,
+            params=params,
+            precision=precision,
         ),
     }
 
