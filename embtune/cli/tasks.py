@@ -28,6 +28,7 @@ from embtune.cli.common import (
     print_json,
     when,
 )
+from embtune.cli.performance import estimate_line, performance_table
 from embtune.client import DEFAULT_URL, Client, ConflictError
 from embtune.console import follow_task
 from embtune.console_report import report_tables, verdict_lines
@@ -201,6 +202,9 @@ def show(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = Fa
     print_verdict(task, out)
     out.print(fields_table(task_fields(task)))
     print_tables(task, out)
+    performance = performance_table(task.metrics)
+    if performance is not None:
+        out.print(performance)
 
 
 @app.command("events")
@@ -273,4 +277,8 @@ def preflight(
     if as_json:
         print_json(report)
         return
-    out_console().print(fields_table(report, title="preflight"))
+    out = out_console()
+    out.print(fields_table(report, title="preflight"))
+    estimate = estimate_line(report)
+    if estimate is not None:
+        out.print(estimate)

@@ -125,6 +125,81 @@ function perQueryView(perQuery, source) {
         h("td", {}, r.rank_after ?? "not found")))) : null);
 }
 
+// How fast the run went: each phase's seconds beside its estimate, and each model phase's FLOP
+// rate against the host's matmul peak. Every figure is optional (older tasks, other methods, a
+// peak never measured): a missing one is a dash. The estimate's fixed cost covers load, examples
+// and save together, so it is compared with their sum on a row of its own.
+const PHASES = [["load", "load", null], ["examples", "examples", null],
+  ["evaluate_source", "evaluate source", "evaluate_source_s"], ["train", "train", "train_s"],
+  ["evaluate_tuned", "evaluate tuned", "evaluate_tuned_s"], ["save", "save", null]];
+const BASIS = {
+  measured: "Estimated from the measured throughput of earlier runs of this model size.",
+  constants: "Estimated from fixed constants: no run of this model size measured yet.",
+};
+const isNumber = (value) => typeof value === "number" && Number.isFinite(value);
+const fixed1 = (value) => (isNumber(value) ? value.toFixed(1) : "—");
+const percent = (value) => (isNumber(value) ? `${(value * 100).toFixed(1)}%` : "—");
+const objectOr = (value) => (isObject(value) ? value : {});
+
+function peaksNote(utilization) {
+  const peaks = Object.entries(objectOr(utilization.peak_gflops))
+    .filter(([, value]) => isNumber(value))
+    .map(([name, value]) => `${name} ${value.toFixed(0)} GFLOP/s`);
+  if (!peaks.length) return "No matmul peak measured on this host: % of peak unknown.";
+  const probe = objectOr(utilization.peak_probe);
+  const where = [probe.device, isNumber(probe.threads) ? `${probe.threads} threads` : null]
+    .filter(Boolean);
+  return `Peak ${peaks.join(", ")}${where.length ? ` (${where.join(", ")})` : ""}.`;
+}
+
+function totalsNote(performance, estimated) {
+  if (!isNumber(performance.total_s)) return null;
+  const expected = estimated.total_s;
+  let line = `Took ${performance.total_s.toFixed(1)} s`;
+  if (isNumber(expected) && expected > 0) {
+    const off = Math.round(((performance.total_s - expected) / expected) * 100);
+    line += `, estimated ${expected.toFixed(1)} s (${off > 0 ? "+" : ""}${off}%)`;
+  }
+  const once = objectOr(performance.throughput).once_per_process_s;
+  if (isNumber(once) && once >= 0.05) {
+    line += `; ${once.toFixed(1)} s of the load was paid once per worker process (imports, `
+      + "the peak probe), which estimates leave out";
+  }
+  return `${line}.`;
+}
+
+function performanceView(performance) {
+  const seconds = objectOr(performance.phases_s);
+  const utilization = objectOr(performance.utilization);
+  const work = objectOr(utilization.phases);
+  const estimated = objectOr(objectOr(performance.throughput).estimated);
+  const hasEstimate = Object.keys(estimated).length > 0;
+  const rows = PHASES.filter(([key]) => key in seconds || key in work).map(([key, label, est]) => {
+    const phase = isObject(work[key]) ? work[key] : null;
+    return h("tr", { "data-phase": key }, h("th", {}, label),
+      h("td", {}, fixed1(seconds[key] ?? phase?.seconds)),
+      h("td", {}, est && hasEstimate ? fixed1(estimated[est]) : ""),
+      h("td", {}, phase?.precision ?? ""),
+      h("td", {}, phase ? fixed1(phase.gflop) : ""),
+      h("td", {}, phase ? fixed1(phase.achieved_gflops) : ""),
+      h("td", {}, phase ? percent(phase.fraction_of_peak) : ""));
+  });
+  const fixedSeconds = ["load", "examples", "save"].map((key) => seconds[key]).filter(isNumber);
+  if (hasEstimate && fixedSeconds.length) {
+    rows.push(h("tr", { "data-phase": "fixed", class: "muted" },
+      h("th", {}, "fixed (load, examples, save)"),
+      h("td", {}, fixed1(fixedSeconds.reduce((a, b) => a + b, 0))),
+      h("td", {}, fixed1(estimated.fixed_s)), h("td", {}), h("td", {}), h("td", {}),
+      h("td", {})));
+  }
+  const notes = [Object.keys(utilization).length ? peaksNote(utilization) : null,
+    BASIS[estimated.basis] ?? null, totalsNote(performance, estimated)].filter(Boolean);
+  return h("div", { id: "performance" }, h("h3", {}, "Performance"),
+    table(["Phase", "Seconds", "Estimated s", "Precision", "GFLOP", "GFLOP/s", "% of peak"],
+      rows, { class: "metrics", id: "performance-table" }),
+    notes.map((note) => h("p", { class: "muted note" }, note)));
+}
+
 // Every part of a task's (or model's) metrics, in reading order; the raw JSON last.
 export function metricsView(metrics) {
   if (!metrics) return [muted("No metrics yet.")];
@@ -147,6 +222,7 @@ export function metricsView(metrics) {
       out.push(h("h3", {}, name[0].toUpperCase() + name.slice(1)), keyValues(metrics[name]));
     }
   }
+  if (isObject(metrics.performance)) out.push(performanceView(metrics.performance));
   out.push(h("details", { open: !out.length }, h("summary", {}, "Raw metrics JSON"),
     h("pre", { id: "metrics-json" }, JSON.stringify(metrics, null, 2))));
   return out;
