@@ -233,6 +233,7 @@ def run_plugin(
         "cache": performance["cache"],
         "eval_queries": performance["eval_queries"],
         "encode_items_per_s": performance["encode_items_per_s"],
+        "utilization": performance.get("utilization"),
         "training": metrics["training"],
         "data": metrics["data"],
         "ndcg@10": {"source": metrics["before"]["ndcg@10"], "tuned": metrics["after"]["ndcg@10"]},

@@ -104,6 +104,13 @@ def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
     timed = {"phases_s", "total_s", "peak_rss_mb", "encode_items_per_s"}
     performance = {k: v for k, v in metrics["performance"].items() if k not in timed}
     performance["cache"] = {k: v for k, v in performance["cache"].items() if k != "key_s"}
+    # what the run measured varies; the work it counted does not
+    performance["throughput"] = {k: performance["throughput"][k]
+                                 for k in ("model_params", "workload_tokens")}
+    performance["utilization"] = {
+        name: {k: phase[k] for k in ("tokens", "gflop", "precision")}
+        for name, phase in performance["utilization"]["phases"].items()
+    }
     return {**metrics, "training": training, "performance": performance}
 
 

@@ -19,6 +19,7 @@ from embtune.errors import TaskRefused, TaskStopped
 from embtune.training.evaluation import evaluate_retrieval
 from embtune.training.ir_metrics import RetrievalReport, compare_reports
 from embtune.training.models import load_model
+from embtune.training.precision import resolve_precision
 from embtune.training.stop_checks import stop_checks
 from embtune.training.trainer import (
     LossKind,
@@ -107,8 +108,8 @@ def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: P
     assert last["step"] == outcome.steps and last["fraction"] == 1.0
     assert set(last) == {"step", "total_steps", "epoch", "loss", "eta_s", "fraction"}
     assert (tmp_path / "model.safetensors").is_file()
-    # `auto` never trains in bf16 on a CPU, native bf16 or not.
-    assert outcome.precision == ("fp32" if model.device.type == "cpu" else outcome.precision)
+    # `auto` trains in bf16 where the hardware computes it natively, else in fp32.
+    assert outcome.precision == resolve_precision("auto", model.device.type).train
     assert 0 < outcome.save_s < outcome.runtime_s
 
 
