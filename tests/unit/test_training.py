@@ -118,10 +118,21 @@ def test_bf16_training_on_cpu_runs_mixed_precision_with_fp32_weights(
     model: SentenceTransformer, tmp_path: Path
 ) -> None:
     params = TrainParams(**{**FAST, "precision": "bf16"})
-    outcome = fine_tune(
-        model, mnrl_training_rows()[:8], "mnrl", params, tmp_path, lambda _: None, never
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    seen: list[tuple[torch.dtype, bool]] = []
+    hook = linear.register_forward_hook(
+        lambda _module, _inputs, output: seen.append((output.dtype, torch.is_grad_enabled()))
     )
+    try:
+        outcome = fine_tune(
+            model, mnrl_training_rows()[:8], "mnrl", params, tmp_path, lambda _: None, never
+        )
+    finally:
+        hook.remove()
     assert outcome.precision == "bf16" and outcome.steps > 0
+    # the training passes ran under autocast (bf16 activations) on fp32 master weights
+    training_passes = [dtype for dtype, grad in seen if grad]
+    assert training_passes and set(training_passes) == {torch.bfloat16}
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
 
 
