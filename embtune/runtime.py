@@ -120,7 +120,7 @@ class Runtime:
         from embtune.training.run import host_peaks_for
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return host_peaks_for(self.settings.data_dir.resolve() / "cache" / "embeddings", device)
+        return host_peaks_for(self.runner.cache_dir, device)
 
     @classmethod
     def build(

@@ -53,7 +53,6 @@ from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
-from embtune.training.throughput import model_params_of
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +206,13 @@ class TaskRunner:
 
     def _rates(self, source: str, params: Any) -> MeasuredRates | None:
         """What this host measured before for a model of this size and precision setting."""
-        requested = getattr(params, "precision", None)
-        if self.throughput is None or not isinstance(requested, str):
+        if self.throughput is None:
             return None
         try:
-            size = model_params_of(resolve_source(source))
-            return self.throughput.rates(
-                model_params=size, requested_precision=requested, host=self.throughput.host
-            )
-        except (ValueError, OSError):  # no local directory (the run refuses it) or no size
+            source_dir = resolve_source(source)
+        except ValueError:  # no local directory: the run refuses it
             return None
+        return self.throughput.rates_for(source_dir, params, host=self.throughput.host)
 
     def _training_data(
         self, task: Task, plugin: FineTuningPlugin, live: LiveRun

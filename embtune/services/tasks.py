@@ -31,7 +31,6 @@ from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
-from embtune.training.throughput import model_params_of
 
 log = logging.getLogger(__name__)
 
@@ -258,12 +257,9 @@ class TaskService:
             source_dir: Path | None = resolve_source(model.source)
         except ValueError:
             source_dir = None
-        requested = getattr(params, "precision", None)
         rates = None
-        if self.throughput is not None and source_dir is not None and isinstance(requested, str):
-            rates = self.throughput.rates(
-                model_params=model_params_of(source_dir), requested_precision=requested
-            )
+        if self.throughput is not None and source_dir is not None:
+            rates = self.throughput.rates_for(source_dir, params)
         return Estimating(rates=rates, source_dir=source_dir, cache_dir=self.cache_dir)
 
     def _evaluation_basis(self, model_id: str, policy: TaskPolicy) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from embtune.domain.throughput import MeasuredRates, SampleKind, ThroughputSample
 from embtune.storage.db import Database, utcnow
 from embtune.storage.throughput_repo import ThroughputRepository
+from embtune.training.throughput import model_params_of, sample_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ class ThroughputHistory:
     ) -> int:
         """Store what a run measured; returns how many samples. A run that reported none (an
         older plugin, a third-party method) records nothing."""
-        from embtune.training.throughput import sample_from_dict
-
         raw = (performance.get("throughput") or {}).get("samples") or []
         samples: list[ThroughputSample] = []
         for item in raw:
@@ -57,6 +57,18 @@ class ThroughputHistory:
             now=utcnow(),
         )
         return len(samples)
+
+    def rates_for(
+        self, source_dir: Path, params: Any, host: str | None = None
+    ) -> MeasuredRates | None:
+        """The rates for a run of the model in `source_dir` (its size read from its weight
+        files) with a method's `params`; None for a method without a `precision` param."""
+        requested = getattr(params, "precision", None)
+        if not isinstance(requested, str):
+            return None
+        return self.rates(
+            model_params=model_params_of(source_dir), requested_precision=requested, host=host
+        )
 
     def rates(
         self, *, model_params: int | None, requested_precision: str, host: str | None = None

@@ -58,16 +58,22 @@ def constant_phases(
     )
 
 
+def workload(prepared: Prepared, params: TrainParams) -> Workload:
+    """What a run on `prepared` encodes and trains on, in estimated tokens."""
+    return Workload.of(
+        prepared.catalogue, prepared.evaluation_queries().values(), prepared.rows, params
+    )
+
+
 def estimate_phases(
     prepared: Prepared,
     params: SentenceTransformerParams,
+    work: Workload,
     rates: MeasuredRates | None,
     *,
     source_cached: bool,
 ) -> PhaseSeconds:
-    work = Workload.of(
-        prepared.catalogue, prepared.evaluation_queries().values(), prepared.rows, params
-    )
+    """From `rates` where the host measured both encoding and training, else the constants."""
     return measured_phases(work, rates, source_cached=source_cached) or constant_phases(
         prepared, params, source_cached=source_cached
     )
@@ -116,7 +122,9 @@ def preflight(
         else ["fp32", "bf16", "fp16"]
     )
     cached = source_is_cached(prepared, params, source_dir, cache_dir, precisions)
-    phases = estimate_phases(prepared, params, rates, source_cached=cached)
+    phases = estimate_phases(
+        prepared, params, workload(prepared, params), rates, source_cached=cached
+    )
     reason = refusal(prepared, params)
     estimate = {**phases.to_dict(), "source_vectors_cached": cached}
     if rates is not None:

@@ -32,7 +32,7 @@ from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.model_card import CardFacts, write_model_card
 from embtune.training.params import LossKind, SentenceTransformerParams
 from embtune.training.phases import PROGRESS_UNITS, PhaseClock, PhaseProgress
-from embtune.training.preflight import estimate_phases
+from embtune.training.preflight import estimate_phases, workload
 from embtune.training.throughput import PhaseSeconds, Workload, model_params_of, run_samples
 
 if TYPE_CHECKING:
@@ -125,7 +125,10 @@ def train_on_clicks(
     queries = prepared.evaluation_queries()
     keep = prepared.shown_items()
     model_params = model_params_of(source_dir) or sum(p.numel() for p in model.parameters())
-    expected = estimate_phases(prepared, params, rates, source_cached=cache.has(source_key))
+    planned = workload(prepared, params)
+    expected = estimate_phases(
+        prepared, params, planned, rates, source_cached=cache.has(source_key)
+    )
     # the bar's shares: a phase of a fixed cost gets a constant where nothing was measured
     fixed = expected.fixed / 2 if expected.fixed else None
     phases = PhaseProgress(
@@ -206,7 +209,7 @@ def train_on_clicks(
     clock.seconds["save"] += outcome.save_s
     performance.update(clock.summary())
     performance["throughput"] = _throughput(
-        prepared, params, precision.to_dict(), model_params, before, expected,
+        planned, params, precision.to_dict(), model_params, before, expected,
         {**clock.seconds, "load": clock.seconds["load"] - once_per_process_s},
     )
     performance["throughput"]["once_per_process_s"] = round(once_per_process_s, 3)
@@ -282,7 +285,7 @@ def _utilization(
 
 
 def _throughput(
-    prepared: Prepared,
+    work: Workload,
     params: SentenceTransformerParams,
     precision: dict[str, Any],
     model_params: int,
@@ -292,9 +295,6 @@ def _throughput(
 ) -> dict[str, Any]:
     """What this run measured, for the host's history (the worker records `samples`), next to
     what it had been estimated to take."""
-    work = Workload.of(
-        prepared.catalogue, prepared.evaluation_queries().values(), prepared.rows, params
-    )
     return {
         "model_params": model_params,
         "workload_tokens": {
