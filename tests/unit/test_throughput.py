@@ -13,6 +13,7 @@ from embtune.domain.throughput import MeasuredRates, SampleKind
 from embtune.training.params import SentenceTransformerParams
 from embtune.training.phases import PhaseProgress
 from embtune.training.throughput import (
+    MIN_SAMPLE_S,
     Workload,
     estimated_tokens,
     measured_phases,
@@ -78,6 +79,12 @@ def test_run_samples_skip_a_cache_hit_and_round_trip() -> None:
                       params=PARAMS, precision=precision)
     assert [s["kind"] for s in hit] == ["encode", "train", "fixed"]
     assert read[3].kind is SampleKind.fixed and read[3].seconds == 3.5
+    # a phase shorter than MIN_SAMPLE_S is overhead, not a rate; one just over it is a sample
+    short = {**seconds, "evaluate_source": MIN_SAMPLE_S / 2, "evaluate_tuned": MIN_SAMPLE_S * 4}
+    kept = run_samples(work=work, encoded_catalogue=True, seconds=short, model_params=7,
+                       params=PARAMS, precision=precision)
+    assert [s["kind"] for s in kept] == ["encode", "train", "fixed"]
+    assert kept[0]["seconds"] == round(MIN_SAMPLE_S * 4, 3)
 
 
 def test_model_size_is_read_from_safetensors_headers() -> None:
