@@ -210,6 +210,57 @@ class Settings(BaseSettings):
         description="Sessions deleted per transaction by retention and erasure (bounded "
         "transactions: ingestion is never blocked for long).",
     )
+    webhook_allow_private_urls: bool = Field(
+        False,
+        description="Let webhook endpoints point at loopback, private, link-local or otherwise "
+        "internal addresses. Off by default, so the service cannot be used to probe its own "
+        "network (SSRF); turn it on for receivers inside a trusted network.",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="How long one webhook delivery attempt may take."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts of one delivery before it is marked failed."
+    )
+    webhook_backoff_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Delay before a delivery's first retry; it doubles with every further "
+        "attempt (with jitter), up to webhook_backoff_max_s.",
+    )
+    webhook_backoff_max_s: float = Field(
+        3600.0, gt=0, description="The longest wait between two attempts of one delivery."
+    )
+    webhook_disable_after_failures: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Failed attempts in a row, over all of an endpoint's deliveries, after "
+        "which the endpoint is disabled (re-enable it through the API).",
+    )
+    webhook_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the webhook sender looks for new outbox messages and due "
+        "deliveries.",
+    )
+    checkpoint_keep: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Complete training checkpoints a running task keeps (the newest); all are "
+        "deleted when the task is done, failed or canceled.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (a server, `file:` or `sqlite:` store): each "
+        "fine-tuning task is logged as a run. Needs the `embtune[mlflow]` extra.",
+    )
+    mlflow_experiment: str = Field(
+        "embtune", min_length=1, max_length=200, description="The MLflow experiment's name."
+    )
 
     @field_validator("broker_url")
     @classmethod

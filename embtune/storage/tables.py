@@ -462,3 +462,94 @@ class ThroughputSampleRow(Base):
         Index("ix_throughput_samples_host", "host", "kind", "recorded_at"),
         Index("ix_throughput_samples_recorded", "recorded_at"),
     )
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookEndpointRow(Base):
+    """A receiver registered for some event types. `secret` signs every payload (Standard
+    Webhooks); an endpoint is disabled after too many failed deliveries in a row."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebhookMessageRow(Base):
+    """The outbox: one row per event, written in the transaction of the state change it
+    announces (so a rolled-back change announces nothing). `id` is the `webhook-id` every
+    delivery of it carries; `dispatched_at` is set once it was fanned out into deliveries."""
+
+    __tablename__ = "webhook_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_webhook_messages_dispatch", "dispatched_at", "created_at"),)
+
+
+class WebhookDeliveryRow(Base):
+    """One message to one endpoint: pending until a sender claims it (`claimed_until`, a lease),
+    then delivered, or pending again at `next_attempt_at` (backoff), or failed for good."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    message_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("webhook_messages.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    )
+
+
+# -- hyperparameter search ------------------------------------------------------------------------
+
+
+class SearchTrialRow(Base):
+    """One trial of a task's hyperparameter search: its params, the validation values it
+    reported during training (`intermediate`, [step, value] pairs, what the pruner saw) and its
+    end state. A re-queued search rebuilds its study from these rows and goes on."""
+
+    __tablename__ = "search_trials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(32), ForeignKey("tasks.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    value: Mapped[float | None] = mapped_column(Float)
+    intermediate: Mapped[list[Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("task_id", "number", name="uq_search_trials_number"),)

@@ -39,6 +39,20 @@ class TrainParams(BaseModel):
     precision: PrecisionName = Field(
         "auto", description="Floating-point precision of encoding and training."
     )
+    checkpoint_every_steps: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Save a training checkpoint (weights, optimizer, scheduler, RNG and data "
+        "position) every this many optimizer steps; a re-queued run resumes from the last one.",
+    )
+    checkpoint_every_s: float | None = Field(
+        None,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="Save a training checkpoint when this many seconds passed since the last "
+        "one (checked after each step); with checkpoint_every_steps, whichever comes first.",
+    )
 
     @model_validator(mode="after")
     def _train_length_within_max(self) -> TrainParams:

@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"services"},
     {"plugins"},
-    {"training", "queue", "sinks", "imports"},  # imports: streaming readers of import files
+    # imports: streaming readers of import files; tracking: experiment trackers (MLflow)
+    {"training", "queue", "sinks", "imports", "tracking"},
     {"storage", "artifacts"},
     {"client"},
     # reindex, import and data-governance calls, mixins of `client.Client`
