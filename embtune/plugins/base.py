@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from embtune.schemas.task_policy import invalid_params
+from embtune.training.hooks import TrainingHooks
 
 if TYPE_CHECKING:
     from embtune.clickstream.sessions import SearchSession
@@ -80,6 +81,8 @@ class RunContext:
     # What this worker host measured before for the source model's size and precision setting,
     # for the run's phase weights and ETA; None: nothing yet.
     rates: MeasuredRates | None = None
+    # Checkpoints and extra training callbacks, passed through to the trainer untouched.
+    hooks: TrainingHooks = field(default_factory=TrainingHooks)
 
     def progress(
         self, step: int, total_steps: int, message: str = "", **extra: Any

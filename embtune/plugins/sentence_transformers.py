@@ -66,6 +66,7 @@ class SentenceTransformerClickPlugin(FineTuningPlugin):
             cache_dir=ctx.cache_dir,
             judged=ctx.judged,
             rates=ctx.rates,
+            hooks=ctx.hooks,
         )
         return RunResult(model_dir=ctx.output_dir, metrics=metrics)
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from embtune.training.embedding_cache import CacheKey
     from embtune.training.evaluation import CatalogueRanking
     from embtune.training.flops import PassCount
+    from embtune.training.hooks import TrainingHooks
     from embtune.training.precision import Precision
     from embtune.training.trainer import TrainOutcome
 
@@ -62,6 +63,7 @@ def train_on_clicks(
     cache_dir: Path | None = None,
     judged: JudgedSet | None = None,
     rates: MeasuredRates | None = None,
+    hooks: TrainingHooks | None = None,
 ) -> dict[str, Any]:
     """Run every phase and return the run's metrics; the tuned model is saved in `output_dir`.
 
@@ -71,7 +73,8 @@ def train_on_clicks(
     cannot succeed on this data or source raises `TaskRefused` before it costs anything more.
     With `judged`, the verdict is decided on that evaluation set; without, on held-out clicks.
     `rates` (what this host measured before for the model's size) weigh the phases and give the
-    ETA; without them, fixed constants do.
+    ETA; without them, fixed constants do. `hooks` (checkpoints, extra trainer callbacks) go
+    to the trainer as they are.
     """
     strategy = loss_strategy(loss)
 
@@ -190,6 +193,7 @@ def train_on_clicks(
                 output_dir,
                 on_training_progress,
                 should_stop,
+                hooks=hooks,
             )
         # fine_tune also saved the weights; that time belongs to "save".
         clock.seconds["train"] -= outcome.save_s

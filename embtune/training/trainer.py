@@ -23,6 +23,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import PrinterCallback
 
 from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.hooks import TrainingHooks
 from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.params import LossKind, TrainParams
 from embtune.training.precision import resolve_precision
@@ -138,6 +139,8 @@ def fine_tune(
     output_dir: Path,
     on_progress: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
+    *,
+    hooks: TrainingHooks | None = None,
 ) -> TrainOutcome:
     """Train `model` in place on the loss strategy's rows, with its loss and batches, then save it.
 
@@ -150,6 +153,7 @@ def fine_tune(
             f"only {len(train_dataset_rows)} training examples, "
             f"at least {params.min_examples} are needed"
         )
+    hooks = hooks or TrainingHooks()
     strategy = loss_strategy(loss_kind)
     loss = strategy.loss(model)
     model.max_seq_length = params.training_seq_length
@@ -183,7 +187,7 @@ def fine_tune(
         args=args,
         train_dataset=strategy.train_dataset(train_dataset_rows),
         loss=loss,
-        callbacks=[ProgressCallback(on_progress, should_stop)],
+        callbacks=[ProgressCallback(on_progress, should_stop), *hooks.callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it would print every step's logs to stdout
     try:

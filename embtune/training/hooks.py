@@ -1,0 +1,24 @@
+"""What the task lifecycle adds to a run's training loop besides progress and cancel: where its
+checkpoints live (so a re-queued run resumes instead of starting over) and extra trainer
+callbacks (a search trial's evaluation and pruning).
+
+A plain value the runner builds and the plugin passes through untouched to the trainer, so the
+methods need not know about either feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingHooks:
+    # The task's checkpoint directory (outside the run's staging area, which every way out of a
+    # run deletes); None: the run keeps no checkpoints and cannot resume.
+    checkpoint_dir: Path | None = None
+    # Further `transformers.TrainerCallback`s for the training loop (typed Any: this module is
+    # imported where torch is not).
+    callbacks: Sequence[Any] = ()
