@@ -36,13 +36,17 @@ from embtune.services.reindex import ReindexService
 from embtune.services.reindex_run import ReindexRun
 from embtune.services.retention import PeriodicRetention, RetentionService
 from embtune.services.runner import TaskRunner
+from embtune.services.search_trials import SearchTrialService
 from embtune.services.tasks import TaskService
 from embtune.services.throughput import ThroughputHistory
+from embtune.services.webhook_sender import PeriodicWebhooks, WebhookSender
+from embtune.services.webhooks import WebhookService
 from embtune.services.weights import ModelWeights
 from embtune.sinks.base import SinkContext
 from embtune.sinks.registry import SinkRegistry
 from embtune.storage import migrate
 from embtune.storage.db import Database, DbTimeouts, make_engine
+from embtune.tracking import build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +112,12 @@ class Runtime:
     retention: RetentionService
     erasure: ErasureService
     audit: AuditTrail
+    search_trials: SearchTrialService
+    webhooks: WebhookService
     _worker: dramatiq.Worker | None = field(default=None, init=False)
     _periodic: PeriodicRecovery | None = field(default=None, init=False)
     _retention: PeriodicRetention | None = field(default=None, init=False)
+    _webhook_sender: PeriodicWebhooks | None = field(default=None, init=False)
 
     def measure_host(self) -> dict[str, Any]:
         """The host's matrix-multiply peak (fp32, and bf16/fp16 where native), measured once
@@ -178,6 +185,8 @@ class Runtime:
                 chunk_rows=settings.import_chunk_rows,
             ),
             throughput=throughput,
+            tracker=build_tracker(settings),  # MlflowNotInstalled: the URI without the extra
+            checkpoint_keep=settings.checkpoint_keep,
         )
         recovery = Recovery(
             db,
@@ -214,6 +223,8 @@ class Runtime:
             retention=RetentionService(db, settings),
             erasure=ErasureService(db, settings),
             audit=AuditTrail(db),
+            search_trials=SearchTrialService(db),
+            webhooks=WebhookService(db, settings),
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -233,6 +244,11 @@ class Runtime:
         )
         worker.start()
         self._worker = worker
+        # webhooks go out wherever tasks run: from the outbox, never from a request
+        self._webhook_sender = PeriodicWebhooks(
+            WebhookSender(self.db, self.settings), self.settings.webhook_poll_interval_s
+        )
+        self._webhook_sender.start()
         if self.broker.kind == "embedded":
             # The in-memory queue died with the last process: every pending task goes again.
             resent = self.recovery.resend_all_pending()
@@ -250,6 +266,8 @@ class Runtime:
             self._retention.start()
 
     def close(self) -> None:
+        if self._webhook_sender is not None:
+            self._webhook_sender.stop()
         if self._periodic is not None:
             self._periodic.stop()
         if self._retention is not None:

@@ -22,6 +22,7 @@ from embtune.api.routes import (
     models,
     reindex,
     tasks,
+    webhooks,
 )
 from embtune.api.security import install_security
 from embtune.config import Settings
@@ -74,5 +75,6 @@ def create_app(
     app.include_router(clickstream_bulk.router)
     app.include_router(imports.router)
     app.include_router(data_governance.router)
+    app.include_router(webhooks.router)
     app.include_router(dashboard_router)
     return app

@@ -21,6 +21,7 @@ from embtune.services.models import ModelRegistry
 from embtune.services.reindex import ReindexService
 from embtune.services.retention import RetentionService
 from embtune.services.tasks import TaskService
+from embtune.services.webhooks import WebhookService
 from embtune.services.weights import ModelWeights
 
 
@@ -80,6 +81,10 @@ async def get_imports(request: Request) -> ImportService:
     return request.app.state.runtime.imports
 
 
+async def get_webhooks(request: Request) -> WebhookService:
+    return request.app.state.runtime.webhooks
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
@@ -94,3 +99,4 @@ RetentionDep = Annotated[RetentionService, Depends(get_retention)]
 ErasureDep = Annotated[ErasureService, Depends(get_erasure)]
 AuditTrailDep = Annotated[AuditTrail, Depends(get_audit_trail)]
 ImportsDep = Annotated[ImportService, Depends(get_imports)]
+WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]

@@ -26,6 +26,7 @@ from embtune.domain.aliases import Alias, AliasAction, AliasChange
 from embtune.errors import Conflict, NotFound
 from embtune.storage.db import utcnow
 from embtune.storage.tables import AliasChangeRow, AliasRow
+from embtune.storage.webhooks_repo import announce_alias
 
 ALIASES = AliasRow.__table__
 CHANGES = AliasChangeRow.__table__
@@ -323,4 +324,6 @@ class AliasRepository:
             "created_at": at,
         }
         session.execute(insert(AliasChangeRow).values(**values))
-        return AliasChange(**{**values, "action": action})  # type: ignore[arg-type]
+        change = AliasChange(**{**values, "action": action})  # type: ignore[arg-type]
+        announce_alias(session, change)  # the outbox: commits with the change
+        return change

@@ -27,7 +27,7 @@ from embtune.domain.tasks import (
     TaskStatus,
     Transition,
 )
-from embtune.storage import task_counts
+from embtune.storage import task_counts, webhooks_repo
 from embtune.storage.db import utcnow
 from embtune.storage.tables import TaskEventRow, TaskRow
 from embtune.storage.task_rows import (
@@ -175,6 +175,7 @@ class TaskRepository:
         self._add_transition_event(session, task_id, TaskStatus(current), transition, message)
         task = self.get(session, task_id)
         assert task is not None
+        webhooks_repo.announce_task(session, task)  # the outbox: commits with the transition
         return task
 
     def _add_transition_event(
