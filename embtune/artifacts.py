@@ -2,7 +2,9 @@
 
 Runs write into a private staging directory; only a finished, registered run's directory is
 moved under `models/<id>` (or uploaded to `EMBTUNE_ARTIFACT_URL`), so a canceled or failed run
-leaves no partial model behind.
+leaves no partial model behind. A task's training checkpoints live apart, in
+`models/.checkpoints/<task id>`, since they must outlive the run (a re-queued run resumes from
+them) that staging does not.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def builtin_path(alias: str) -> Path | None:
 MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
 # Names of SQLite databases and their companions: never archived, whatever directory they are in.
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", "-wal", "-shm", "-journal")
+# Under the model store's local root; hidden, so it is never taken for a published model.
+CHECKPOINTS_DIR = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class ServiceAreas:
         return self.models_dir / ".staging"
 
     @property
+    def checkpoints(self) -> Path:
+        return self.models_dir / CHECKPOINTS_DIR
+
+    @property
     def cache(self) -> Path:
         return self.data_dir / "cache"
 
@@ -73,6 +81,7 @@ class ServiceAreas:
             (self.data_dir, "the data directory"),
             (self.models_dir, "the model store"),
             (self.staging, "the staging area of running tasks"),
+            (self.checkpoints, "the training checkpoints of tasks"),
             (self.cache, "the cache"),
         ]
         if self.database_file is not None:
@@ -80,7 +89,11 @@ class ServiceAreas:
         for area, what in owned:
             if area.is_relative_to(resolved):
                 return f"{resolved} is or contains {what} ({area}), which embtune writes"
-        for area, what in ((self.staging, "the staging area"), (self.cache, "the cache")):
+        for area, what in (
+            (self.staging, "the staging area"),
+            (self.checkpoints, "the checkpoint area"),
+            (self.cache, "the cache"),
+        ):
             if resolved.is_relative_to(area):
                 return f"{resolved} is inside {what} ({area}), which embtune writes"
         return None
@@ -103,7 +116,7 @@ class ServiceAreas:
             return True
         return any(
             path.is_relative_to(area) and not root.is_relative_to(area)
-            for area in (self.staging, self.cache)
+            for area in (self.staging, self.checkpoints, self.cache)
         )
 
 
@@ -204,6 +217,41 @@ class ArtifactStore:
                 if path.is_dir() and path.stat().st_mtime < modified_before:
                     found.append((task_id, run_id, path))
             except OSError:  # removed meanwhile (published or discarded by its run)
+                continue
+        return found
+
+    # -- training checkpoints ---------------------------------------------------------------
+    # Always on local disk (the local root, also for a remote store): the trainer writes them
+    # with plain file calls every few steps, the complete marker needs an atomic rename, and
+    # uploading optimizer state each time would cost more than the steps it saves. A task
+    # re-queued onto another host resumes when this root is a shared mount, else starts over.
+
+    @property
+    def checkpoints_root(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    def checkpoint_dir(self, task_id: str) -> Path:
+        """Where a task's training checkpoints go (created by the run that writes them)."""
+        if not _is_id(task_id):
+            raise ValueError(f"not a task id: {task_id!r}")
+        return self.checkpoints_root / task_id
+
+    def discard_checkpoints(self, task_id: str) -> None:
+        self.discard(self.checkpoint_dir(task_id))
+
+    def checkpoint_tasks(self, modified_before: float) -> list[str]:
+        """Ids of the tasks with a checkpoint directory unmodified since `modified_before` (a
+        `time.time()` value): the candidates for a sweep of tasks that will not resume."""
+        try:
+            entries = list(self.checkpoints_root.iterdir())
+        except OSError:  # no checkpoints yet
+            return []
+        found = []
+        for path in entries:
+            try:
+                if _is_id(path.name) and path.is_dir() and path.stat().st_mtime < modified_before:
+                    found.append(path.name)
+            except OSError:  # removed meanwhile
                 continue
         return found
 

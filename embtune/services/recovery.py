@@ -37,6 +37,7 @@ class RecoveryReport:
     requeued: int = 0
     failed: int = 0
     staging_swept: int = 0
+    checkpoints_swept: int = 0
 
 
 class Recovery:
@@ -91,11 +92,13 @@ class Recovery:
                 report.failed += self._give_up(task.id, task.message_id, task.attempts, cutoff)
         try:
             report.staging_swept = self._sweep_staging()
+            report.checkpoints_swept = self._sweep_checkpoints()
         except Exception as exc:  # a disk problem must not stop the task recovery above
             self._sweep_outage.failed(exc)
         else:
             self._sweep_outage.ok()
-        if report.resent or report.requeued or report.failed or report.staging_swept:
+        if (report.resent or report.requeued or report.failed or report.staging_swept
+                or report.checkpoints_swept):
             log.info("recovery: %s", report)
         return report
 
@@ -121,6 +124,29 @@ class Recovery:
                 continue
             log.info("recovery: removing %s, left behind by a run that is over", path)
             self.artifacts.discard(path)
+            swept += 1
+        return swept
+
+    def _sweep_checkpoints(self) -> int:
+        """Remove the training checkpoints of tasks that will never resume: gone, or over
+        (done, failed, refused, canceled — a task canceled while pending never runs again to
+        delete its own). A pending or processing task keeps them; so does a task that changed
+        within `staging_grace_s` (a restarted task's new run may be writing there)."""
+        if self.artifacts is None:
+            return 0
+        candidates = self.artifacts.checkpoint_tasks(time.time() - self.staging_grace_s)
+        if not candidates:
+            return 0
+        settled = utcnow() - timedelta(seconds=self.staging_grace_s)
+        swept = 0
+        for task_id in candidates:
+            with self.db.read() as session:
+                task = self.repo.get(session, task_id)
+            if task is not None and (not task.status.is_terminal or task.updated_at > settled):
+                continue
+            log.info("recovery: removing the checkpoints of task %s, which will not resume",
+                     task_id)
+            self.artifacts.discard_checkpoints(task_id)
             swept += 1
         return swept
 

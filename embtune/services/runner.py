@@ -53,6 +53,7 @@ from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
+from embtune.training.hooks import TrainingHooks
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class TaskRunner:
         reindex: ReindexRun | None = None,
         imports: ImportRun | None = None,
         throughput: ThroughputHistory | None = None,
+        checkpoint_keep: int = 2,
     ) -> None:
         self.db = db
         self.plugins = plugins
@@ -92,6 +94,7 @@ class TaskRunner:
         self.reindex = reindex
         self.imports = imports
         self.throughput = throughput
+        self.checkpoint_keep = checkpoint_keep  # complete training checkpoints a run keeps
         if reindex is not None:  # a sharded reindex runs pending shards through `handle`
             reindex.sharded.run_inline = self.handle
             reindex.sharded.send = requeue
@@ -152,6 +155,8 @@ class TaskRunner:
             # A run's peak (gigabytes for a big catalogue) goes back to the OS, whatever the
             # allocator kept during the run: an idle worker holds only what it uses.
             allocator.release_freed_memory()
+        if task.kind is TaskKind.fine_tuning:
+            self._drop_checkpoints_if_over(task_id)
         if stopped:  # noted after clean-up, so "stopped" means nothing of the run is left
             log.info("task %s stopped: canceled or taken over", task_id)
             self._note(task_id, "run stopped: the task was canceled or taken over")
@@ -196,6 +201,11 @@ class TaskRunner:
             cache_dir=self.cache_dir,
             judged=judged,
             rates=self._rates(source, params),
+            # checkpoints outside staging: a re-queued run resumes from them
+            hooks=TrainingHooks(
+                checkpoint_dir=self.artifacts.checkpoint_dir(task.id),
+                checkpoint_keep=self.checkpoint_keep,
+            ),
         )
         result = plugin.run(ctx)
         ctx.check_stop()
@@ -379,6 +389,18 @@ class TaskRunner:
                 )
         except Exception:
             log.exception("could not record %s for task %s", transition.name, live.task_id)
+
+    def _drop_checkpoints_if_over(self, task_id: str) -> None:
+        """Delete a task's training checkpoints once it is over (done, failed, refused or
+        canceled) or gone; a task handed back or taken over keeps them for its next run, as
+        does one whose worker died (recovery sweeps what is left of tasks that end unrun)."""
+        try:
+            with self.db.read() as session:
+                task = self.tasks.get(session, task_id)
+            if task is None or task.status.is_terminal:
+                self.artifacts.discard_checkpoints(task_id)
+        except Exception:  # the sweep in recovery gets them later
+            log.exception("could not clean up the checkpoints of task %s", task_id)
 
     def _note(self, task_id: str, message: str) -> None:
         """Append a run event without touching the status (the run no longer owns the task)."""

@@ -19,6 +19,8 @@ class TrainingHooks:
     # The task's checkpoint directory (outside the run's staging area, which every way out of a
     # run deletes); None: the run keeps no checkpoints and cannot resume.
     checkpoint_dir: Path | None = None
+    # Complete checkpoints kept while the run goes on (the newest; settings.checkpoint_keep).
+    checkpoint_keep: int = 2
     # Further `transformers.TrainerCallback`s for the training loop (typed Any: this module is
     # imported where torch is not).
     callbacks: Sequence[Any] = ()

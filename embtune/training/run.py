@@ -78,7 +78,10 @@ def train_on_clicks(
     """
     strategy = loss_strategy(loss)
 
+    at_step = [0]  # the bar's position, for a message that does not move it
+
     def progress(step: int, total_steps: int, message: str, **extra: Any) -> None:
+        at_step[0] = step
         report(step=step, total_steps=total_steps, message=message, **extra)
         if should_stop():
             raise TaskStopped("task was canceled or taken over")
@@ -184,6 +187,11 @@ def train_on_clicks(
             )
 
         phases.report("training", train_step=0)
+
+        def on_resume(step: int, total: int) -> None:
+            # a message of its own, so the task's events say where this run picked up
+            progress(at_step[0], PROGRESS_UNITS, f"resumed from step {step} of {total}",
+                     train_step=step, train_total_steps=total)
         with clock.phase("train"):
             outcome = fine_tune(
                 model,
@@ -194,6 +202,7 @@ def train_on_clicks(
                 on_training_progress,
                 should_stop,
                 hooks=hooks,
+                on_resume=on_resume,
             )
         # fine_tune also saved the weights; that time belongs to "save".
         clock.seconds["train"] -= outcome.save_s
@@ -349,6 +358,9 @@ def _metrics(
                 outcome.rows * params.epochs / outcome.runtime_s if outcome.runtime_s else None
             ),
             "precision": outcome.precision,
+            # the step an interrupted run's checkpoint let this one start from (None: step 0)
+            "resumed_from_step": outcome.resumed_from_step,
+            "checkpoints_saved": outcome.checkpoints_saved,
         },
         "performance": performance,
         "method": method,

@@ -8,12 +8,15 @@ model learns from (rows, loss, batching) is the chosen `LossStrategy`, see
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from sentence_transformers import (
     SentenceTransformer,
     SentenceTransformerTrainer,
@@ -23,6 +26,12 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import PrinterCallback
 
 from embtune.errors import TaskRefused, TaskStopped
+from embtune.training.checkpoints import (
+    Checkpoint,
+    CheckpointCallback,
+    adopt,
+    resumed_max_steps,
+)
 from embtune.training.hooks import TrainingHooks
 from embtune.training.losses import LossStrategy, loss_strategy
 from embtune.training.params import LossKind, TrainParams
@@ -38,7 +47,10 @@ __all__ = [
     "fine_tune",
     "margin_rows",
     "mnrl_rows",
+    "training_fingerprint",
 ]
+
+NEVER_STEPS = 2**31 - 1  # a save_steps no run reaches
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,10 @@ class TrainOutcome:
     rows: int
     precision: str = "fp32"  # what the optimizer steps ran in: fp32, bf16 or fp16 (mixed)
     save_s: float = 0.0  # writing the weights, apart from training
+    # the optimizer step this run resumed from (a checkpoint of an earlier, interrupted run of the
+    # same configuration); None: it started from the source weights
+    resumed_from_step: int | None = None
+    checkpoints_saved: int = 0  # checkpoints this run wrote (and marked complete)
 
 
 class ClickstreamTrainer(SentenceTransformerTrainer):
@@ -141,12 +157,19 @@ def fine_tune(
     should_stop: Callable[[], bool],
     *,
     hooks: TrainingHooks | None = None,
+    on_resume: Callable[[int, int], None] | None = None,
 ) -> TrainOutcome:
     """Train `model` in place on the loss strategy's rows, with its loss and batches, then save it.
 
     Refuses (TaskRefused, never retried) when there are fewer than `params.min_examples` rows:
     a few clicks move the model more by noise than by signal. The same seed and rows give the
     same weights on the same hardware: the trainer seeds torch and the batch samplers.
+
+    With a checkpoint directory in `hooks` and `checkpoint_every_steps` or `checkpoint_every_s`
+    set, the trainer saves resumable checkpoints there, and a run that finds a complete one of
+    the same configuration resumes from it (`on_resume(step, total_steps)` is told): weights,
+    optimizer, scheduler, RNG states and the position in the seeded batch order, so it ends
+    with the weights an uninterrupted run would have.
     """
     if len(train_dataset_rows) < params.min_examples:
         raise TaskRefused(
@@ -159,8 +182,22 @@ def fine_tune(
     model.max_seq_length = params.training_seq_length
     device = model.device.type
     precision = resolve_precision(params.precision, device).train
+    saving_checkpoints = hooks.checkpoint_dir is not None and (
+        params.checkpoint_every_steps is not None or params.checkpoint_every_s is not None
+    )
+    resume: Checkpoint | None = None
+    extra_callbacks: list[TrainerCallback] = []
+    if saving_checkpoints:
+        assert hooks.checkpoint_dir is not None
+        fingerprint = training_fingerprint(model, train_dataset_rows, strategy, params, precision)
+        resume = adopt(hooks.checkpoint_dir, fingerprint)
+        checkpointing = CheckpointCallback(
+            hooks.checkpoint_dir, hooks.checkpoint_keep, params.checkpoint_every_s
+        )
+        extra_callbacks.append(checkpointing)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
+        # the trainer writes only checkpoints into its output_dir; the model is saved below
+        output_dir=str(hooks.checkpoint_dir if saving_checkpoints else output_dir),
         num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size,
         learning_rate=params.learning_rate,
@@ -169,7 +206,11 @@ def fine_tune(
         data_seed=params.seed,
         batch_sampler=strategy.batch_sampler(),
         eval_strategy="no",
-        save_strategy="no",
+        save_strategy="steps" if saving_checkpoints else "no",
+        # time-based only: the callback asks for each save, the step count never comes due
+        save_steps=params.checkpoint_every_steps or NEVER_STEPS,
+        save_only_model=False,  # optimizer, scheduler and RNG states too: needed to resume
+        save_total_limit=None,  # `CheckpointCallback` prunes, only after a save is complete
         logging_strategy="steps",
         logging_steps=1,  # the progress callback reads each step's loss from the logs
         report_to="none",
@@ -187,11 +228,13 @@ def fine_tune(
         args=args,
         train_dataset=strategy.train_dataset(train_dataset_rows),
         loss=loss,
-        callbacks=[ProgressCallback(on_progress, should_stop), *hooks.callbacks],
+        callbacks=[ProgressCallback(on_progress, should_stop), *extra_callbacks, *hooks.callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it would print every step's logs to stdout
+    if resume is not None and on_resume is not None:
+        on_resume(resume.step, resumed_max_steps(resume) or resume.step)
     try:
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
     finally:
         model.max_seq_length = params.max_seq_length  # what evaluation and serving use
     saving = time.monotonic()
@@ -205,4 +248,37 @@ def fine_tune(
         rows=len(train_dataset_rows),
         precision=precision,
         save_s=time.monotonic() - saving,
+        resumed_from_step=resume.step if resume is not None else None,
+        checkpoints_saved=checkpointing.saves if saving_checkpoints else 0,
     )
+
+
+def training_fingerprint(
+    model: SentenceTransformer,
+    rows: Sequence[Row],
+    strategy: LossStrategy,
+    params: TrainParams,
+    precision: str,
+) -> str:
+    """What a checkpoint must have been trained with to be resumed from: every param that
+    changes the training (not the checkpoint cadence, not evaluation), the loss, the precision,
+    the rows in their order and the source weights (a sample of every tensor: hashing a large
+    model's every byte would cost seconds per run)."""
+    digest = hashlib.sha256()
+    chosen = params.model_dump(
+        include=set(TrainParams.model_fields) - {"checkpoint_every_steps", "checkpoint_every_s"}
+    )
+    digest.update(json.dumps(
+        {"params": chosen, "loss": type(strategy).__name__, "precision": precision},
+        sort_keys=True, default=str,
+    ).encode())
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            sample = flat[:: max(flat.numel() // 256, 1)][:256]
+            digest.update(sample.to("cpu", torch.float32).numpy().tobytes())
+    return digest.hexdigest()
