@@ -111,6 +111,9 @@ class TaskEventKind(enum.StrEnum):
     verdict = "verdict"  # the before/after verdict a finished run reached, with its interval
     promotion = "promotion"  # whether the tuned model was promoted to an alias, and why
     switch = "switch"  # a reindex switched its sink's alias to the collection it wrote
+    # something beside the run went wrong and changed nothing (e.g. the experiment tracker was
+    # unreachable)
+    warning = "warning"
 
 
 @dataclass(frozen=True)

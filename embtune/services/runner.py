@@ -53,6 +53,7 @@ from embtune.storage.db import Database, utcnow
 from embtune.storage.ids import new_id
 from embtune.storage.models_repo import ModelRepository
 from embtune.storage.tasks_repo import TaskRepository
+from embtune.tracking import MlflowTracker, StepHistory, TrackingError, tracked
 from embtune.training.hooks import TrainingHooks
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class TaskRunner:
         reindex: ReindexRun | None = None,
         imports: ImportRun | None = None,
         throughput: ThroughputHistory | None = None,
+        tracker: MlflowTracker | None = None,
         checkpoint_keep: int = 2,
     ) -> None:
         self.db = db
@@ -94,6 +96,7 @@ class TaskRunner:
         self.reindex = reindex
         self.imports = imports
         self.throughput = throughput
+        self.tracker = tracker  # None: tasks are not logged to an experiment tracker
         self.checkpoint_keep = checkpoint_keep  # complete training checkpoints a run keeps
         if reindex is not None:  # a sharded reindex runs pending shards through `handle`
             reindex.sharded.run_inline = self.handle
@@ -111,6 +114,7 @@ class TaskRunner:
         )
         staging = None
         stopped = False
+        steps = StepHistory()  # each training step's loss, for the tracker
         nested = getattr(_inline, "depth", 0)  # > 0: a shard run inline by its parent's run
         _inline.depth = nested + 1
         try:
@@ -123,7 +127,7 @@ class TaskRunner:
                 raise ArtifactStoreError(
                     f"artifact store {self.artifacts.root} is not writable: {exc}"
                 ) from exc
-            self._run(task, live, staging)
+            self._run(task, live, staging, steps)
         except TaskStopped:
             stopped = True
         except TaskRefused as exc:
@@ -160,13 +164,16 @@ class TaskRunner:
         if stopped:  # noted after clean-up, so "stopped" means nothing of the run is left
             log.info("task %s stopped: canceled or taken over", task_id)
             self._note(task_id, "run stopped: the task was canceled or taken over")
+        self._track(task, steps)
 
     # -- phases --------------------------------------------------------------------------------
     def _claim(self, task_id: str, message_id: str) -> Task | None:
         with self.db.transaction() as session:
             return self.tasks.claim(session, task_id, message_id, worker_identity(), utcnow())
 
-    def _run(self, task: Task, live: LiveRun, staging: Path) -> None:
+    def _run(
+        self, task: Task, live: LiveRun, staging: Path, steps: StepHistory | None = None
+    ) -> None:
         if task.kind is TaskKind.reindex:
             self._run_reindex(task, live)
             return
@@ -201,8 +208,8 @@ class TaskRunner:
             cache_dir=self.cache_dir,
             judged=judged,
             rates=self._rates(source, params),
-            # checkpoints outside staging: a re-queued run resumes from them
-            hooks=TrainingHooks(
+            hooks=replace(  # checkpoints outside staging: a re-queued run resumes from them
+                self._training_hooks(steps),
                 checkpoint_dir=self.artifacts.checkpoint_dir(task.id),
                 checkpoint_keep=self.checkpoint_keep,
             ),
@@ -213,6 +220,11 @@ class TaskRunner:
             skipped = {"skipped_deleted_items": ctx.data.deleted_shown_results()}
             result = replace(result, metrics={**result.metrics, **skipped})
         self._complete(task, model, live, result, policy)
+
+    def _training_hooks(self, steps: StepHistory | None) -> TrainingHooks:
+        """What the task lifecycle adds to the training loop: the tracker's step recorder."""
+        callbacks = self.tracker.callbacks(steps) if self.tracker and steps is not None else []
+        return TrainingHooks(callbacks=tuple(callbacks))
 
     def _rates(self, source: str, params: Any) -> MeasuredRates | None:
         """What this host measured before for a model of this size and precision setting."""
@@ -402,13 +414,44 @@ class TaskRunner:
         except Exception:  # the sweep in recovery gets them later
             log.exception("could not clean up the checkpoints of task %s", task_id)
 
-    def _note(self, task_id: str, message: str) -> None:
+    def _note(
+        self, task_id: str, message: str, kind: TaskEventKind = TaskEventKind.run
+    ) -> None:
         """Append a run event without touching the status (the run no longer owns the task)."""
         try:
             with self.db.transaction() as session:
-                self.tasks.add_event(session, task_id, TaskEventKind.run, None, None, message)
+                self.tasks.add_event(session, task_id, kind, None, None, message)
         except Exception:
             log.exception("could not record a note for task %s", task_id)
+
+    def _track(self, task: Task, steps: StepHistory) -> None:
+        """Log a fine-tuning task's finished run to the experiment tracker: after the final
+        commit and the clean-up, so a slow or unreachable tracker delays this worker's next
+        task, never this one's outcome; its failure becomes a warning event."""
+        if self.tracker is None or task.kind is not TaskKind.fine_tuning:
+            return
+        try:
+            with self.db.read() as session:
+                final = self.tasks.get(session, task.id)
+                if final is None or not tracked(final):  # handed back or taken over: running
+                    return
+                source = self.models.get(session, final.embedding_model_id or "")
+                result = (self.models.get(session, final.result_model_id)
+                          if final.result_model_id else None)
+            run_id = self.tracker.log_task(final, source=source, result=result,
+                                           steps=steps.points)
+        except TrackingError as exc:
+            problem = exc.detail
+        except Exception as exc:  # a bug or a database blip: still only a warning
+            problem = type(exc).__name__
+            log.warning("tracking task %s failed unexpectedly", task.id, exc_info=True)
+        else:
+            self._note(task.id, f"logged as run {run_id} of experiment "
+                                f"{self.tracker.experiment!r} ({self.tracker.name})")
+            return
+        message = f"could not log the run to the {self.tracker.name}: {problem}"
+        log.warning("task %s: %s", task.id, message)
+        self._note(task.id, message, TaskEventKind.warning)
 
     def _hand_back(self, live: LiveRun, message: str) -> None:
         """Give the task back to the queue under a new message id (graceful shutdown). The

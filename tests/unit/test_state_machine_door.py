@@ -89,6 +89,6 @@ def test_the_repository_refuses_a_status_from_the_caller_on_create() -> None:
 
 def test_event_kinds_keep_their_stored_values() -> None:
     assert [k.value for k in TaskEventKind] == [
-        "transition", "progress", "run", "verdict", "promotion", "switch"
+        "transition", "progress", "run", "verdict", "promotion", "switch", "warning"
     ]
     assert TaskEventKind("run") is TaskEventKind.run
