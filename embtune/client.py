@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from embtune.client_governance import GovernanceClientMixin
 from embtune.client_imports import ImportsClientMixin
 from embtune.client_reindex import ReindexClientMixin
+from embtune.client_webhooks import WebhooksClientMixin
 from embtune.schemas.aliases import AliasPublic, AliasSummary
 from embtune.schemas.clickstream import BatchPublic
 from embtune.schemas.clickstream_bulk import BulkSessionsResult
@@ -88,7 +89,9 @@ class Page(Generic[T]):
     total: int
 
 
-class Client(ReindexClientMixin, ImportsClientMixin, GovernanceClientMixin):
+class Client(
+    ReindexClientMixin, ImportsClientMixin, GovernanceClientMixin, WebhooksClientMixin
+):
     def __init__(
         self,
         url: str | None = None,

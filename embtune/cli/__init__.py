@@ -19,6 +19,7 @@ from embtune.cli import (
     reindex,
     server,
     tasks,
+    webhooks,
 )
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(tasks.app, name="task")
 app.add_typer(reindex.app, name="reindex")
 app.add_typer(imports.app, name="imports")
 app.command("search")(reindex.search)
+app.add_typer(webhooks.app, name="webhooks")
 models.app.command("vectors")(reindex.model_vectors)
 
 __all__ = ["app"]

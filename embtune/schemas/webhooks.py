@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from embtune.domain.webhooks import URL_MAX_LENGTH, DeliveryStatus, WebhookEvent
 from embtune.schemas.common import NO_NUL
 
+# the shape only; the rest (a host, no credentials, a public address) is checked by the service
+URL_PATTERN = r"^https?://[^\s\x00]+$"
+SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"
+
 EVENTS_DESCRIPTION = (
     "The events sent to this endpoint: `task.processing`, `task.done`, `task.failed`, "
     "`task.refused`, `task.canceled`, `alias.updated`, `reindex.completed`."
@@ -24,12 +28,12 @@ URL_DESCRIPTION = (
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=URL_MAX_LENGTH, pattern=NO_NUL,
+    url: str = Field(min_length=1, max_length=URL_MAX_LENGTH, pattern=URL_PATTERN,
                      description=URL_DESCRIPTION)
     events: list[WebhookEvent] = Field(min_length=1, max_length=len(WebhookEvent),
                                        description=EVENTS_DESCRIPTION)
     secret: str | None = Field(
-        default=None, max_length=200, pattern=NO_NUL,
+        default=None, max_length=200, pattern=SECRET_PATTERN,
         description="The signing secret, `whsec_` + base64 of 24 to 64 bytes (Standard "
         "Webhooks). Left out: one is generated. Returned once, in this call's answer.",
     )
@@ -42,7 +46,7 @@ class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, min_length=1, max_length=URL_MAX_LENGTH,
-                            pattern=NO_NUL, description=URL_DESCRIPTION)
+                            pattern=URL_PATTERN, description=URL_DESCRIPTION)
     events: list[WebhookEvent] | None = Field(default=None, min_length=1,
                                               max_length=len(WebhookEvent),
                                               description=EVENTS_DESCRIPTION)

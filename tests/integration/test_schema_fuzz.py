@@ -54,6 +54,8 @@ def _seed(client: asgi.ASGIClient) -> dict[str, list[str]]:
     post(f"{CLICKSTREAM}/session", {"session_id": "s1", "search_query": "red shoes",
                                     "search_results": [{"object_id": "a"}, {"object_id": "b/1"}]})
     released = post(f"{CLICKSTREAM}/batch/release")["id"]
+    hook = post("/api/v1/webhooks", {"url": "https://93.184.216.34/hooks",
+                                     "events": ["task.done"]})["id"]
     post(f"{CLICKSTREAM}/session", {"session_id": "s2", "search_query": "blue",
                                     "search_results": [{"object_id": "a"}]})
     return {
@@ -63,6 +65,7 @@ def _seed(client: asgi.ASGIClient) -> dict[str, list[str]]:
         "object_id": ["a", "b/1"],
         "session_id": ["s1", "s2"],
         "batch_id": [released],
+        "endpoint_id": [hook],
     }
 
 
@@ -108,6 +111,10 @@ BUSINESS_RULES = {
     "POST /api/v1/clickstream/session/events": "events name objects the session showed",
     "POST /api/v1/imports": "the file exists; a local one lies under the data dir or the "
                             "import roots",
+    "POST /api/v1/webhooks": "the URL has no credentials and a valid port and, unless "
+                             "private receivers are allowed, names a public address; the "
+                             "secret decodes to 24 to 64 bytes",
+    "PATCH /api/v1/webhooks/{endpoint_id}": "the URL, as for POST /webhooks",
     "POST /api/v1/evaluation-sets": "judged items are in the catalogue; query ids are unique "
                                     "within the set and object ids within a query; each query "
                                     "has an item graded above 0",

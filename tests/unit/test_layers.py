@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"storage", "artifacts"},
     {"client"},
     # reindex, import and data-governance calls, mixins of `client.Client`
-    {"client_reindex", "client_imports", "client_governance"},
+    {"client_reindex", "client_imports", "client_governance", "client_webhooks"},
     {"clickstream", "schemas"},
     {"domain", "config", "errors", "allocator", "log_redaction", "outage_log", "__init__"},
 ]
