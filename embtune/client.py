@@ -26,6 +26,7 @@ from embtune.schemas.clickstream import BatchPublic
 from embtune.schemas.clickstream_bulk import BulkSessionsResult
 from embtune.schemas.evaluation_sets import EvaluationSetDetail, EvaluationSetPublic
 from embtune.schemas.models import ModelPublic, PluginPublic
+from embtune.schemas.search import SearchTrialPublic
 from embtune.schemas.tasks import TaskEventPublic, TaskPublic
 
 T = TypeVar("T")
@@ -290,6 +291,11 @@ class Client(
     def task_events(self, task_id: str) -> list[TaskEventPublic]:
         return self._json("GET", f"/api/v1/fine-tuning/task/{task_id}/events",
                           list[TaskEventPublic])
+
+    def task_trials(self, task_id: str) -> list[SearchTrialPublic]:
+        """The trials of the task's hyperparameter search (empty without a search)."""
+        return self._json("GET", f"/api/v1/fine-tuning/task/{task_id}/trials",
+                          list[SearchTrialPublic])
 
     def restart_task(self, task_id: str) -> TaskPublic:
         return self._json("PUT", f"/api/v1/fine-tuning/task/{task_id}/restart", TaskPublic)

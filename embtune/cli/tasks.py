@@ -32,6 +32,7 @@ from embtune.cli.performance import estimate_line, performance_table
 from embtune.client import DEFAULT_URL, Client, ConflictError
 from embtune.console import follow_task
 from embtune.console_report import report_tables, verdict_lines
+from embtune.schemas.search import SearchTrialPublic
 from embtune.schemas.tasks import TaskPublic
 
 app = typer.Typer(help="Fine-tuning tasks: create, follow, list, cancel, restart.",
@@ -216,6 +217,44 @@ def events(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = 
         print_json(history)
         return
     out_console().print(events_table(f"events of task {task_id}", history))
+
+
+@app.command("trials")
+def trials(task_id: TaskId, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """The trials of the task's hyperparameter search: params, state, value, where pruned."""
+    with connect(url) as api:
+        found = api.task_trials(task_id)
+    if as_json:
+        print_json(found)
+        return
+    out_console().print(trials_table(task_id, found))
+
+
+def trials_table(task_id: str, found: list[SearchTrialPublic]) -> Table:
+    table = Table(title=f"trials of task {task_id}", title_justify="left")
+    for column in ("#", "state", "params", "value", "pruned at", "detail"):
+        table.add_column(column, justify="right" if column in ("#", "value") else "left")
+    for trial in found:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in trial.params.items())
+        table.add_row(
+            str(trial.number), _trial_state(trial.state),
+            escape(params), "" if trial.value is None else f"{trial.value:.4f}",
+            "" if trial.pruned_at is None else f"epoch {trial.pruned_at / 100:g}",
+            escape(trial.detail or ""),
+        )
+    if not found:
+        table.caption = "no search trials"
+    return table
+
+
+# a trial's state in the colours of the task statuses
+_TRIAL_STATUS = {"complete": "done", "pruned": "canceled", "interrupted": "pending"}
+
+
+def _trial_state(state: str) -> str:
+    style = STATUS_STYLE.get(_TRIAL_STATUS.get(state, state))
+    return f"[{style}]{state}[/]" if style else state
 
 
 def show_new_status(task: TaskPublic, as_json: bool) -> None:

@@ -1,5 +1,5 @@
-"""Task params the lifecycle reads rather than the method: which judged set decides the verdict
-and whether a `better` verdict promotes the tuned model to an alias.
+"""Task params the lifecycle reads rather than the method: which judged set decides the verdict,
+whether a `better` verdict promotes the tuned model to an alias, and a hyperparameter search.
 
 They travel in a task's `params` (as users expect: one bag of settings per task), but every
 method would otherwise have to declare them; the service splits them off before the plugin
@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
 from embtune.errors import InvalidParams
+from embtune.schemas.search import SearchSpec
 
-POLICY_KEYS = ("evaluation_set_id", "promote_to", "promote_if")
+POLICY_KEYS = ("evaluation_set_id", "promote_to", "promote_if", "search")
 PromoteIf = Literal["better", "always"]
 
 
@@ -42,6 +43,11 @@ class TaskPolicy(BaseModel):
         None,
         description="`better` (default with promote_to): only on a `better` verdict; "
         "`always`: whatever the verdict.",
+    )
+    search: SearchSpec | None = Field(
+        None,
+        description="Run a hyperparameter search on the batch: `trials` trials sample `space`, "
+        "the best one's model (by `metric`) is the task's result.",
     )
 
     @model_validator(mode="after")

@@ -46,6 +46,7 @@ from embtune.services.import_run import ImportRun
 from embtune.services.live_run import LiveRun, final_progress
 from embtune.services.promotion import Promotion
 from embtune.services.reindex_run import ReindexRun, Written
+from embtune.services.search_run import SearchRun
 from embtune.services.throughput import ThroughputHistory
 from embtune.sinks.base import SinkError
 from embtune.storage.aliases_repo import AliasRepository
@@ -96,6 +97,7 @@ class TaskRunner:
         self.reindex = reindex
         self.imports = imports
         self.throughput = throughput
+        self.search = SearchRun(db)  # a task with `params.search` runs its trials here
         self.tracker = tracker  # None: tasks are not logged to an experiment tracker
         self.checkpoint_keep = checkpoint_keep  # complete training checkpoints a run keeps
         if reindex is not None:  # a sharded reindex runs pending shards through `handle`
@@ -214,7 +216,13 @@ class TaskRunner:
                 checkpoint_keep=self.checkpoint_keep,
             ),
         )
-        result = plugin.run(ctx)
+        if policy.search is not None:
+            result = self.search.run(
+                plugin, ctx, method_params, policy.search,
+                message_id=live.message_id, source=model,
+            )
+        else:
+            result = plugin.run(ctx)
         ctx.check_stop()
         if isinstance(ctx.data, BatchTrainingData):  # what any method skipped: deleted items
             skipped = {"skipped_deleted_items": ctx.data.deleted_shown_results()}

@@ -22,6 +22,7 @@ from embtune.errors import Conflict, InvalidParams, NotFound
 from embtune.plugins.base import Estimating, FineTuningPlugin
 from embtune.plugins.registry import PluginRegistry
 from embtune.queue.dispatch import Dispatcher
+from embtune.schemas.search import check_space
 from embtune.schemas.task_policy import TaskPolicy, merge_policy, split_policy
 from embtune.services.clickstream import ClickstreamService
 from embtune.services.dispatch_marks import DispatchMarks
@@ -193,6 +194,7 @@ class TaskService:
         method's, normalized, plus the policy's. Each bad field is named (422)."""
         policy, method_params = split_policy(params)
         validated = plugin.validate_params(method_params)
+        check_space(policy.search, plugin.params_model, method_params)  # bounds the method takes
         if policy.evaluation_set_id is not None:
             try:
                 policy.evaluation_set_id = self.evaluation_sets.resolve_id(

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embtune.training.trial import TrialReporter
 
 
 @dataclass(frozen=True)
@@ -24,3 +27,6 @@ class TrainingHooks:
     # Further `transformers.TrainerCallback`s for the training loop (typed Any: this module is
     # imported where torch is not).
     callbacks: Sequence[Any] = ()
+    # A search trial's reporter: the run evaluates mid-training and reports to it, and it raises
+    # `TrialPruned` when the study's pruner stops the trial; None: not a trial.
+    trial: TrialReporter | None = None

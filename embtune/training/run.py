@@ -172,6 +172,13 @@ def train_on_clicks(
         # The tuned model's evaluation takes as long as the source's, unless that was cached.
         if before.corpus_cache != "hit":
             phases.revise("evaluating tuned model", clock.seconds["evaluate_source"])
+        if hooks is not None and hooks.trial is not None:  # a search trial: pruned on the way
+            from embtune.training.trial_eval import with_trial_evaluation
+
+            hooks = with_trial_evaluation(
+                hooks, model, prepared, before,
+                batch_size=params.eval_batch_size, precision=precision.encode,
+            )
 
         def on_training_progress(info: Mapping[str, Any]) -> None:
             # eta_s is to the end of the run: the trainer's estimate plus the phases after it.

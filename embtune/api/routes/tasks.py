@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from embtune.api.deps import TasksDep
+from embtune.api.deps import RuntimeDep, TasksDep
 from embtune.api.params import PathId, StatusQuery, parse_status
 from embtune.api.responses import UNDECODABLE, error_responses
 from embtune.schemas.common import NO_NUL
+from embtune.schemas.search import SearchTrialPublic
 from embtune.schemas.tasks import PreflightPublic, TaskCreate, TaskEventPublic, TaskPublic
 
 router = APIRouter(
@@ -95,6 +96,17 @@ async def task_events(task_id: PathId, tasks: TasksDep) -> list[TaskEventPublic]
     """Transitions and progress messages, oldest first."""
     events = await run_in_threadpool(tasks.events, task_id)
     return [TaskEventPublic.model_validate(e) for e in events]
+
+
+@router.get(
+    "/task/{task_id}/trials",
+    response_model=list[SearchTrialPublic],
+    responses=error_responses(404, 422, described=UNKNOWN_TASK),
+)
+async def task_trials(task_id: PathId, runtime: RuntimeDep) -> list[SearchTrialPublic]:
+    """The trials of the task's hyperparameter search by number (empty without a search)."""
+    trials = await run_in_threadpool(runtime.search_trials.list, task_id)
+    return [SearchTrialPublic.model_validate(trial) for trial in trials]
 
 
 @router.put(

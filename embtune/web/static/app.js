@@ -8,7 +8,7 @@ import {
   taskLink, when,
 } from "./dom.js";
 import { go, lazyPage, leavePage, PAGE_SIZE, pager, poll } from "./nav.js";
-import { metricsView } from "./report.js";
+import { metricsView, trialsView } from "./report.js";
 
 const STATUSES = ["pending", "processing", "done", "canceled", "failed", "refused"];
 // Statuses a task still leaves on its own: its page keeps polling. Which buttons are enabled
@@ -72,7 +72,8 @@ function taskPage(main, id) {
   const error = h("p", { class: "error", role: "alert" });
   const actionError = h("p", { class: "error", id: "action-error", role: "alert" });
   const parts = Object.fromEntries(["status", "progress", "detail", "facts", "loss", "metrics",
-    "lineage", "events"].map((name) => [name, h("div", { id: name })]));
+    "lineage", "events", "trials"].map((name) => [name, h("div", { id: name })]));
+  const trialsSection = h("section", { hidden: true }, h("h2", {}, "Search trials"), parts.trials);
   const button = (kind, label) =>
     h("button", { id: kind, disabled: true, onclick: () => act(kind) }, label);
   const [cancel, restart] = [button("cancel", "Cancel"), button("restart", "Restart")];
@@ -87,6 +88,7 @@ function taskPage(main, id) {
     actionError, error,
     section("Progress", parts.progress, parts.detail),
     h("div", { class: "columns" }, section("Loss", parts.loss), section("Task", parts.facts)),
+    trialsSection,
     section("Metrics", parts.metrics),
     section("Model lineage", parts.lineage),
     section("Events", parts.events));
@@ -160,6 +162,11 @@ function taskPage(main, id) {
     parts.loss.replaceChildren(lossChart(p.loss_history));
     parts.metrics.replaceChildren(...metricsView(task.metrics));
     parts.events.replaceChildren(eventsView(events));
+    trialsSection.hidden = !task.params?.search;
+    if (task.params?.search) { // a hyperparameter search: its trials table
+      const { body: trials } = await api(`/fine-tuning/task/${enc(id)}/trials`);
+      parts.trials.replaceChildren(...trialsView(trials, task.metrics?.search));
+    }
     const key = `${task.result_model_id}|${task.embedding_model_id}`;
     if (key !== lineageOf) {
       lineageOf = key;

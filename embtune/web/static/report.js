@@ -227,3 +227,32 @@ export function metricsView(metrics) {
     h("pre", { id: "metrics-json" }, JSON.stringify(metrics, null, 2))));
   return out;
 }
+
+// A task's hyperparameter search: one row per trial (params, state, value, where it was
+// pruned), the best one marked; the summary line comes from the result's `metrics.search`.
+export function trialsView(trials, search) {
+  if (!Array.isArray(trials) || !trials.length) return [muted("No trial has run yet.")];
+  const best = isObject(search) ? search.best_trial : null;
+  const params = (p) => Object.entries(objectOr(p))
+    .map(([k, v]) => `${k}=${isNumber(v) && !Number.isInteger(v) ? v.toPrecision(3) : v}`)
+    .join(", ");
+  const rows = trials.map((t) => h("tr", { "data-trial": t.number,
+    class: t.number === best ? "best" : "" },
+  h("td", {}, t.number === best ? `${t.number} ★` : t.number),
+  h("td", {}, h("span", { class: `badge ${TRIAL_TONE[t.state] ?? ""}` }, t.state)),
+  h("td", { class: "mono" }, params(t.params)),
+  h("td", {}, num(t.value, false, true)),
+  h("td", {}, isNumber(t.pruned_at) ? `epoch ${t.pruned_at / 100}` : ""),
+  h("td", { class: "muted" }, t.detail ?? "")));
+  const summary = isObject(search)
+    ? `${search.trials} trials on ${search.metric}: ${search.completed} complete, `
+      + `${search.pruned} pruned${search.failed ? `, ${search.failed} failed` : ""}; `
+      + `best trial ${search.best_trial} (${num(search.best_value, false, true)})`
+    : null;
+  return [summary ? h("p", { id: "search-summary" }, summary) : null,
+    table(["#", "State", "Params", "Value", "Pruned at", "Detail"], rows,
+      { class: "metrics", id: "trials-table" })].filter(Boolean);
+}
+
+const TRIAL_TONE = { complete: "done", pruned: "canceled", failed: "failed",
+  interrupted: "pending", running: "processing" };
