@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument("--beir", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--metric", default="click_dcg@10")
-    parser.add_argument("--train-queries", type=int, default=400)
-    parser.add_argument("--extra-docs", type=int, default=600)
+    parser.add_argument("--train-queries", type=int, default=300)
+    parser.add_argument("--extra-docs", type=int, default=500)
     parser.add_argument("--sessions-per-query", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "search.json")
     args = parser.parse_args()
@@ -127,7 +127,7 @@ def main() -> None:
             results["default_task_s"] = default.metrics["performance"].get("total_s")
             search_spec = {"trials": args.trials, "metric": args.metric, "space": SPACE,
                            "pruner": "median", "startup_trials": 1,
-                           "evaluations_per_epoch": 4, "eval_queries": 24}
+                           "evaluations_per_epoch": 2, "eval_queries": 16}
             started = time.monotonic()
             search_task = api.create_task(model.id, batch_id=default.batch_id,
                                           params={**BASE_PARAMS, "search": search_spec})

@@ -28,7 +28,7 @@ from embtune.training.trial import TrialReporter
 
 # Source-model candidates per query in the pool: enough that a model which learned something
 # moves relevant items up among plausible competitors, few enough to encode in seconds.
-POOL_CANDIDATES = 30
+POOL_CANDIDATES = 20
 STEPS_PER_EPOCH = 100  # reported steps are hundredths of an epoch
 
 
