@@ -4,12 +4,12 @@ reference to the tuned model. Optional (`embtune[mlflow]`, `EMBTUNE_MLFLOW_TRACK
 never on a task's critical path: the runner logs after the task's final commit and turns any
 tracker failure into a warning event."""
 
+from embtune.tracking.credentials import hide_credentials
 from embtune.tracking.mlflow_tracker import (
     MlflowNotInstalled,
     MlflowTracker,
     TrackingError,
     build_tracker,
-    hide_credentials,
 )
 from embtune.tracking.run_record import RunRecord, run_record, task_path, tracked
 from embtune.tracking.steps import StepHistory, StepValue

@@ -11,20 +11,20 @@ credentials, for the runner to record as a warning; it never fails or changes a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from embtune.config import Settings
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Task
 from embtune.errors import EmbtuneError
+from embtune.tracking.credentials import hide_credentials
 from embtune.tracking.run_record import RunRecord, run_record
 from embtune.tracking.steps import StepHistory, StepValue
 
@@ -43,7 +43,6 @@ HTTP_DEFAULTS = {
 # MLflow's limits per log_batch call
 BATCH_METRICS = 1000
 BATCH_PARAMS_TAGS = 100
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/\s:@]*):[^@/\s]*@")
 
 
 class TrackingError(EmbtuneError):
@@ -87,6 +86,7 @@ class MlflowTracker:
         try:
             return self._log(run_record(task, source, result), steps)
         except Exception as exc:
+            self._experiment_id = None  # looked up again next time (it may have been deleted)
             raise TrackingError(self.describe(exc)) from None
 
     def describe(self, exc: BaseException) -> str:
@@ -105,7 +105,6 @@ class MlflowTracker:
             tags={"embtune.task_id": record.tags["embtune.task_id"]},
         )
         run_id = run.info.run_id
-        status = "FAILED"  # what a partly logged run is left as
         try:
             tags = [RunTag(k, v) for k, v in record.tags.items()]
             params = [Param(k, v) for k, v in record.params.items()]
@@ -124,9 +123,11 @@ class MlflowTracker:
                 client.log_dict(run_id, document, path)
             for directory, file in record.files.items():
                 client.log_artifact(run_id, str(file), directory)
-            status = record.status
-        finally:
-            client.set_terminated(run_id, status, end_time=record.end_ms)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is the one to report
+                client.set_terminated(run_id, "FAILED", end_time=record.end_ms)
+            raise
+        client.set_terminated(run_id, record.status, end_time=record.end_ms)
         return run_id
 
     def _mlflow(self) -> MlflowClient:
@@ -175,17 +176,6 @@ def build_tracker(settings: Settings) -> MlflowTracker | None:
     log.info("tracking fine-tuning tasks in experiment %r of the %s", tracker.experiment,
              tracker.name)
     return tracker
-
-
-def hide_credentials(text: str, uri: str | None = None) -> str:
-    """`text` with the password of every `scheme://user:password@` URL masked, and the
-    configured URI's password masked wherever else it appears (an error may quote it)."""
-    text = _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
-    password = urlsplit(uri).password if uri else None
-    if password:
-        for form in {password, unquote(password)}:
-            text = text.replace(form, "***")
-    return text
 
 
 def local_artifact_root(tracking_uri: str) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.tasks import Task, TaskStatus
+from embtune.tracking.credentials import hide_credentials
 
 TASK_PATH = "/api/v1/fine-tuning/task/{id}"
 MAX_KEY = 250
@@ -86,7 +87,7 @@ def run_record(
         # the model stays where embtune keeps it: a reference, since the weights are hundreds
         # of megabytes per iteration and the tracker's store would hold a second copy of each
         tags |= {"embtune.result_model_id": result.id, "embtune.result_model_name": result.name,
-                 "embtune.model_uri": result.source}
+                 "embtune.model_uri": hide_credentials(result.source)}
     if verdict:
         tags |= {f"embtune.verdict{suffix}": str(verdict[key])
                  for key, suffix in (("verdict", ""), ("basis", "_basis"), ("metric", "_metric"))

@@ -11,10 +11,16 @@ from embtune.tracking.steps import StepHistory
 
 
 class StepHistoryCallback(TrainerCallback):
-    """Records each logged step; the trainer logs every step (`logging_steps=1`)."""
+    """Records each logged step (the trainer logs every step: `logging_steps=1`) of the run's
+    last training loop."""
 
     def __init__(self, history: StepHistory) -> None:
         self.history = history
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.history.restart()
 
     def on_log(
         self,

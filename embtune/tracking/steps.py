@@ -41,6 +41,12 @@ class StepHistory:
                 if isinstance(value, int | float) and value == value:  # not NaN
                     self._points.append(StepValue(name, float(value), step, now))
 
+    def restart(self) -> None:
+        """Forget what was kept: a run that trains more than once (a search's trials, then
+        the final training) is tracked with the loss of the training that made its model."""
+        with self._lock:
+            self._points.clear()
+
     @property
     def points(self) -> list[StepValue]:
         with self._lock:

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +86,7 @@ def test_a_fine_tuning_task_is_logged_as_an_mlflow_run(
     assert summary == metrics["data"]
 
 
+@pytest.mark.backends("sqlite-embedded", "postgres-redis", "postgres-rabbitmq")
 def test_a_failed_task_is_logged_as_a_failed_run(
     client_factory: Callable[..., TestClient], tmp_path: Path
 ) -> None:
@@ -99,6 +101,7 @@ def test_a_failed_task_is_logged_as_a_failed_run(
     assert run.data.tags["mlflow.note.content"] == f"Task failed: {failed['detail']}"
 
 
+@pytest.mark.backends("sqlite-embedded", "postgres-redis", "postgres-rabbitmq")
 def test_an_unreachable_tracker_is_a_warning_that_shows_no_password(
     client_factory: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -130,3 +133,29 @@ def _wait_for_event(client: TestClient, task_id: str, kind: str, text: str) -> d
         timeout=60,
     )
     return found[0]
+
+
+def test_long_histories_and_many_params_are_logged_in_batches(tmp_path: Path) -> None:
+    """MLflow takes at most 1,000 metrics and 100 params per call: a long run is chunked."""
+    from embtune.domain.tasks import Progress, Task, TaskStatus
+    from embtune.tracking import MlflowTracker, StepHistory
+
+    history = StepHistory()
+    for step in range(1, 601):  # two keys a step: 1,200 metrics
+        history.record(step, {"loss": 1.0 / step, "learning_rate": 1e-4})
+    now = datetime.now(UTC)
+    task = Task(
+        id="long", status=TaskStatus.done, embedding_model_id="m", idempotency_key=None,
+        batch_id=None, params={f"p{i}": i for i in range(150)}, metadata={}, message_id=None,
+        progress=Progress(), metrics=None, result_model_id=None, detail=None, attempts=1,
+        created_at=now, updated_at=now, started_at=now, finished_at=now, heartbeat_at=None,
+        dispatched_at=None, worker_id=None,
+    )
+    uri = _store(tmp_path)
+    run_id = MlflowTracker(uri, "embtune").log_task(task, source=None, result=None,
+                                                    steps=history.points)
+    mlflow = MlflowClient(tracking_uri=uri)
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED" and len(run.data.params) == 150
+    assert len(mlflow.get_metric_history(run_id, "train_loss")) == 600
+    assert len(mlflow.get_metric_history(run_id, "learning_rate")) == 600

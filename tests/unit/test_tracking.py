@@ -114,6 +114,8 @@ def test_a_step_history_keeps_steps_and_skips_the_summary() -> None:
     losses = [(p.step, p.value) for p in history.points if p.key == "train_loss"]
     assert losses == [(1, 2.0), (2, 1.0)]
     assert {p.key for p in history.points} == {"train_loss", "learning_rate", "grad_norm"}
+    history.restart()  # a further training in the same run (after a search's trials)
+    assert history.points == []
 
 
 @pytest.mark.parametrize(
