@@ -255,8 +255,9 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str | None = Field(
         None,
-        description="MLflow tracking URI (a server, `file:` or `sqlite:` store): each "
-        "fine-tuning task is logged as a run. Needs the `embtune[mlflow]` extra.",
+        description="MLflow tracking URI (a server or a `sqlite:` store; MLflow 3 opens a "
+        "`file:` store only with MLFLOW_ALLOW_FILE_STORE=true): each fine-tuning task is logged "
+        "as a run. Needs the `embtune[mlflow]` extra.",
     )
     mlflow_experiment: str = Field(
         "embtune", min_length=1, max_length=200, description="The MLflow experiment's name."
