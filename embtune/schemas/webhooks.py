@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from embtune.domain.webhooks import URL_MAX_LENGTH, DeliveryStatus, WebhookEvent
 from embtune.schemas.common import NO_NUL
 
-# the shape only; the rest (a host, no credentials, a public address) is checked by the service
+# Documented shapes, checked by the service (whose 422 says what is wrong in words, not as a
+# regular expression), along with what no pattern states: a host, no credentials, a public
+# address, a secret of 24 to 64 bytes.
 URL_PATTERN = r"^https?://[^\s\x00]+$"
 SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"
 
@@ -28,12 +30,13 @@ URL_DESCRIPTION = (
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=URL_MAX_LENGTH, pattern=URL_PATTERN,
-                     description=URL_DESCRIPTION)
+    url: str = Field(min_length=1, max_length=URL_MAX_LENGTH, pattern=NO_NUL,
+                     description=URL_DESCRIPTION, json_schema_extra={"pattern": URL_PATTERN})
     events: list[WebhookEvent] = Field(min_length=1, max_length=len(WebhookEvent),
                                        description=EVENTS_DESCRIPTION)
     secret: str | None = Field(
-        default=None, max_length=200, pattern=SECRET_PATTERN,
+        default=None, max_length=200, pattern=NO_NUL,
+        json_schema_extra={"pattern": SECRET_PATTERN},
         description="The signing secret, `whsec_` + base64 of 24 to 64 bytes (Standard "
         "Webhooks). Left out: one is generated. Returned once, in this call's answer.",
     )
@@ -46,7 +49,8 @@ class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, min_length=1, max_length=URL_MAX_LENGTH,
-                            pattern=URL_PATTERN, description=URL_DESCRIPTION)
+                            pattern=NO_NUL, description=URL_DESCRIPTION,
+                            json_schema_extra={"pattern": URL_PATTERN})
     events: list[WebhookEvent] | None = Field(default=None, min_length=1,
                                               max_length=len(WebhookEvent),
                                               description=EVENTS_DESCRIPTION)
