@@ -4,7 +4,9 @@ disabled, a message outlives an API restart, and a rolled-back change announces 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy import func, select
 from embtune.api.app import create_app
 from embtune.domain.tasks import Transition
 from embtune.runtime import Runtime
+from embtune.services.webhook_sender import SendReport, WebhookSender
 from embtune.storage.tables import WebhookMessageRow
 from embtune.storage.tasks_repo import TaskRepository
 from tests.conftest import make_settings, register_model, wait_status, wait_until
@@ -207,3 +210,36 @@ def test_no_message_is_written_for_an_event_nobody_subscribes_to(
     model_id = register_model(client)
     assert client.put("/api/v1/aliases/live", json={"model_id": model_id}).status_code == 200
     assert message_count(runtime) == 0
+
+
+def test_two_senders_over_one_database_send_each_message_once(
+    client_factory: Callable[..., TestClient], receiver: WebhookReceiver
+) -> None:
+    """The fan-out and the claims are compare-and-sets: senders of two processes (here two
+    threads with senders of their own) racing over the same outbox send every message once."""
+    client = client_factory(run_worker=False, **FAST)
+    runtime: Runtime = client.app.state.runtime
+    receiver.start()
+    endpoint = register(client, receiver.url, ["alias.updated"])
+    model_id = register_model(client)
+    for n in range(12):
+        assert client.put(f"/api/v1/aliases/a{n}", json={"model_id": model_id}).status_code == 200
+    senders = [WebhookSender(runtime.db, runtime.settings) for _ in range(2)]
+    start = threading.Barrier(len(senders))
+
+    def run(sender: WebhookSender) -> SendReport:
+        start.wait()
+        return sender.run_once()
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(senders)) as pool:
+            reports = list(pool.map(run, senders))
+    finally:
+        for sender in senders:
+            sender.close()
+    assert sum(r.fanned_out for r in reports) == 12
+    assert sum(r.delivered for r in reports) == 12
+    ids = [r.id for r in receiver.requests()]
+    assert len(ids) == 12 and len(set(ids)) == 12
+    log = deliveries(client, endpoint["id"], limit=100)
+    assert [d["attempts"] for d in log] == [1] * 12
