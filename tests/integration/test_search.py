@@ -41,6 +41,7 @@ def _staged(client: TestClient) -> list[str]:
     return [str(p) for p in staging.rglob("*")] if staging.exists() else []
 
 
+@pytest.mark.slow  # ~1 min: the same lifecycle runs in the default suite on the curve plugin
 @pytest.mark.backends("sqlite-embedded")
 def test_a_search_runs_its_trials_and_its_result_is_the_best_trial(client: TestClient) -> None:
     ingest_shop(client)
