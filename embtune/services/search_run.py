@@ -110,7 +110,8 @@ class SearchRun:
         with self.db.read() as session:
             trials = self.trials.list(session, ctx.task_id)
         summary = _summary(spec, trials, best, warm, retrained)
-        return replace(result, metrics={**result.metrics, "search": summary})
+        metrics = result.metrics if retrained else without_throughput_samples(result.metrics)
+        return replace(result, metrics={**metrics, "search": summary})
 
     # -- one trial ------------------------------------------------------------------------------
     def _trial(
@@ -293,6 +294,19 @@ def _summary(
         "warm_start": warm or None,
         "retrained_best": retrained,
     }
+
+
+def without_throughput_samples(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A trial's training phase includes its mid-training evaluations, so its throughput
+    samples would make this host's training look slower than it is and skew the estimates of
+    every later task: a trial's result records none (the rest of its performance report
+    stays)."""
+    performance = metrics.get("performance")
+    throughput = performance.get("throughput") if isinstance(performance, dict) else None
+    if not isinstance(throughput, dict) or "samples" not in throughput:
+        return metrics
+    kept = {key: value for key, value in throughput.items() if key != "samples"}
+    return {**metrics, "performance": {**performance, "throughput": kept}}
 
 
 def _remove(path: Path) -> None:
