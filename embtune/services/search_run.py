@@ -20,6 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import optuna
+from sqlalchemy.orm import Session
+
 from embtune import allocator
 from embtune.domain.models import EmbeddingModel
 from embtune.domain.search_trials import FINISHED_STATES, SearchTrial, TrialState
@@ -126,8 +129,6 @@ class SearchRun:
         message_id: str,
     ) -> Best | None:
         """Run, record and tell one trial; its result when it completed (None otherwise)."""
-        import optuna
-
         params = dict(reporter.trial.params)
         self._start(ctx.task_id, message_id, number, params)
         output_dir = ctx.output_dir / f"trial-{number}"
@@ -195,7 +196,9 @@ class SearchRun:
         )
 
     # -- the record -----------------------------------------------------------------------------
-    def _resume(self, task_id: str, message_id: str) -> tuple[list[SearchTrial], list[dict]]:
+    def _resume(
+        self, task_id: str, message_id: str
+    ) -> tuple[list[SearchTrial], list[dict[str, Any]]]:
         """The recorded trials, the ones the last run left running now interrupted, and those
         trials' params (to run first)."""
         with self.db.transaction() as session:
@@ -207,12 +210,14 @@ class SearchRun:
                 recorded = self.trials.list(session, task_id)
         return recorded, rerun
 
-    def _start(self, task_id: str, message_id: str, number: int, params: dict) -> None:
+    def _start(
+        self, task_id: str, message_id: str, number: int, params: dict[str, Any]
+    ) -> None:
         with self.db.transaction() as session:
             self._guard(session, task_id, message_id)
             self.trials.start(session, task_id, number, params, utcnow())
 
-    def _guard(self, session: Any, task_id: str, message_id: str) -> None:
+    def _guard(self, session: Session, task_id: str, message_id: str) -> None:
         """Hold the task row and check this run still owns it: a run that lost its task
         records no trial (TaskStopped)."""
         self.tasks.get(session, task_id, lock=True)
