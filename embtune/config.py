@@ -246,6 +246,13 @@ class Settings(BaseSettings):
         description="How often the webhook sender looks for new outbox messages and due "
         "deliveries.",
     )
+    webhook_log_retention_days: float = Field(
+        30,
+        ge=0,
+        description="Outbox messages older than this many days, with no delivery still "
+        "pending, are deleted with their deliveries by the webhook sender (once an hour); 0 "
+        "keeps the whole log.",
+    )
     checkpoint_keep: int = Field(
         2,
         ge=1,

@@ -45,6 +45,9 @@ FAN_OUT_BATCH = 100
 CLAIM_BATCH = 10
 # a claim outlives the batch's sends by this much before another sender may take it over
 LEASE_MARGIN_S = 30.0
+# the log's retention runs this often, deleting this many messages per transaction
+PRUNE_EVERY_S = 3600.0
+PRUNE_BATCH = 500
 
 
 @dataclass
@@ -52,6 +55,7 @@ class SendReport:
     fanned_out: int = 0
     delivered: int = 0
     failed_attempts: int = 0
+    pruned: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class WebhookSender:
             max_attempts=settings.webhook_max_attempts,
         )
         self.resolver = resolver
+        self.retention_days = settings.webhook_log_retention_days
+        self._pruned_at: float | None = None  # monotonic time of the last retention pass
         self.repo = WebhookRepository()
         # no redirects: a receiver could otherwise bounce the request to an internal address
         self.http = httpx.Client(
@@ -112,7 +118,29 @@ class WebhookSender:
                     session, now=now, lease_until=lease, limit=CLAIM_BATCH
                 )
             self._send_batch(claimed, report, should_stop)
+        if self._prune_due():
+            report.pruned = self.prune(utcnow() - timedelta(days=self.retention_days))
         return report
+
+    def _prune_due(self) -> bool:
+        if self.retention_days <= 0:
+            return False
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return False
+        self._pruned_at = now
+        return True
+
+    def prune(self, cutoff: datetime) -> int:
+        """Delete the log older than `cutoff` (messages no delivery still waits for, with
+        their deliveries), in bounded transactions; how many messages went."""
+        pruned = 0
+        while True:
+            with self.db.transaction() as session:
+                deleted = self.repo.prune(session, cutoff, PRUNE_BATCH)
+            pruned += deleted
+            if deleted < PRUNE_BATCH:
+                return pruned
 
     def _send_batch(
         self, claimed: list[DueDelivery], report: SendReport, should_stop: Callable[[], bool]

@@ -427,6 +427,34 @@ class WebhookRepository:
         ).first()
         return _delivery(row) if row else None
 
+    # -- retention ------------------------------------------------------------------------------
+    def prune(self, session: Session, cutoff: datetime, limit: int) -> int:
+        """Delete up to `limit` messages created before `cutoff` that were fanned out and have
+        no delivery still pending, with their deliveries; how many messages went. A message a
+        receiver may still get (pending, or waiting for a disabled endpoint) is kept whatever
+        its age; redelivering a pruned one is no longer possible."""
+        pending = (
+            select(DELIVERIES.c.id)
+            .where(DELIVERIES.c.message_id == MESSAGES.c.id,
+                   DELIVERIES.c.status == DeliveryStatus.pending.value)
+            .exists()
+        )
+        doomed = session.scalars(
+            select(MESSAGES.c.id)
+            .where(MESSAGES.c.created_at < cutoff, MESSAGES.c.dispatched_at.is_not(None),
+                   ~pending)
+            .order_by(MESSAGES.c.created_at)
+            .limit(limit)
+        ).all()
+        if not doomed:
+            return 0
+        session.execute(delete(WebhookDeliveryRow).where(
+            WebhookDeliveryRow.message_id.in_(doomed)))
+        result = session.execute(
+            delete(WebhookMessageRow).where(WebhookMessageRow.id.in_(doomed))
+        )
+        return result.rowcount
+
     def redeliver(self, session: Session, endpoint_id: str, delivery_id: str) -> str | None:
         """A new delivery of the same message to the same endpoint, due now; its id (None: no
         such delivery). The message id, and so `webhook-id`, is the same: a receiver that
