@@ -157,7 +157,7 @@ def page_caption(offset: int, shown: int, total: int) -> str:
 
 # how each kind of task event stands out in an events table
 KIND_STYLE = {"verdict": "bold", "promotion": "bold magenta", "switch": "bold magenta",
-              "progress": "dim"}
+              "progress": "dim", "warning": "bold yellow"}
 
 
 def events_table(title: str, history: Sequence[Any]) -> Table:
