@@ -95,6 +95,35 @@ def test_adopt_clears_incomplete_checkpoints_before_a_run(tmp_path: Path) -> Non
     assert [c.step for c in list_checkpoints(tmp_path)] == [2]
 
 
+def test_the_callback_saves_when_its_interval_passed_but_never_at_the_last_step(
+    tmp_path: Path,
+) -> None:
+    from embtune.training.checkpoints import CheckpointCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    timed = CheckpointCallback(tmp_path, keep=1, every_s=0.0)  # due after every step
+    control = TrainerControl()
+    timed.on_step_end(args, TrainerState(global_step=3, max_steps=10), control)
+    assert control.should_save
+    timed.on_step_end(args, TrainerState(global_step=10, max_steps=10), control)
+    assert not control.should_save  # the final model is saved apart
+    untimed, control = CheckpointCallback(tmp_path, keep=1), TrainerControl()
+    untimed.on_step_end(args, TrainerState(global_step=3, max_steps=10), control)
+    assert not control.should_save  # steps alone: the trainer's save_steps decides
+
+
+def test_the_callback_marks_each_save_complete_and_prunes(tmp_path: Path) -> None:
+    from embtune.training.checkpoints import CheckpointCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    callback = CheckpointCallback(tmp_path, keep=1)
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        callback.on_save(args, TrainerState(global_step=step, max_steps=10), TrainerControl())
+    assert [(c.step, c.complete) for c in list_checkpoints(tmp_path)] == [(4, True)]
+    assert callback.saves == 2
+
+
 # -- resuming a real training run ------------------------------------------------------------
 
 ITEMS = {f"i{n:02d}": f"product number {n} in the {c} aisle" for n, c in enumerate(
