@@ -4,12 +4,12 @@ its vector sink serves."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from embtune.domain.aliases import AliasAction
-from embtune.schemas.common import NO_NUL
+from embtune.schemas.common import NO_NUL, NOT_A_BOOL
 from embtune.schemas.json_object import JsonObject
 
 SINK_DESCRIPTION = (
@@ -26,10 +26,8 @@ class AliasSet(BaseModel):
 
     model_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     reason: str = Field(default="", max_length=REASON_MAX_LENGTH, pattern=NO_NUL)
-    expected_version: int | None = Field(
+    expected_version: Annotated[int, Field(ge=0, le=2**31 - 1), NOT_A_BOOL] | None = Field(
         default=None,
-        ge=0,
-        le=2**31 - 1,
         description="Change only if the alias is at this version (0: only if it does not "
         "exist yet); 409 otherwise. Without it, the last writer wins.",
     )
@@ -48,7 +46,7 @@ class AliasRollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=REASON_MAX_LENGTH, pattern=NO_NUL)
-    expected_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    expected_version: Annotated[int, Field(ge=1, le=2**31 - 1), NOT_A_BOOL] | None = None
 
 
 class AliasChangePublic(BaseModel):

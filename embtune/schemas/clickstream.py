@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from embtune.domain.clickstream import BatchStatus
-from embtune.schemas.common import NO_NUL
+from embtune.schemas.common import NO_NUL, NOT_A_BOOL
 from embtune.schemas.json_object import JsonObject
 
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -110,7 +110,9 @@ class ItemPublic(BaseModel):
 # -- sessions -------------------------------------------------------------------------------------
 class SearchResultIn(_Request):
     object_id: ExternalId
-    rank: int | None = Field(None, ge=1, le=1_000_000, description="Default: position + 1.")
+    rank: Annotated[int, Field(ge=1, le=1_000_000), NOT_A_BOOL] | None = Field(
+        None, description="Default: position + 1."
+    )
     meta: MetaIn = None
 
 

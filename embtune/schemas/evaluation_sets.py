@@ -8,12 +8,13 @@ the service, which names each bad field the same way.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
 from embtune.schemas.clickstream import ExternalId
-from embtune.schemas.common import NO_NUL
+from embtune.schemas.common import NO_NUL, NOT_A_BOOL
 
 MAX_QUERIES = 100_000
 MAX_JUDGEMENTS = 1_000_000
@@ -29,8 +30,8 @@ class _Request(BaseModel):
 
 class JudgedItem(_Request):
     object_id: ExternalId = Field(description="A catalogue item (`POST /api/v1/items`).")
-    grade: int = Field(
-        1, ge=0, le=MAX_GRADE,
+    grade: Annotated[int, Field(ge=0, le=MAX_GRADE), NOT_A_BOOL] = Field(
+        1,
         description="0: judged not relevant; higher: more relevant (the gain in graded NDCG).",
     )
 

@@ -7,7 +7,7 @@ say (the sink, `incremental`, the alias it serves), so a client need not dig in 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from embtune.domain.evaluation_sets import NAME_MAX_LENGTH, NAME_PATTERN
 from embtune.domain.sinks import CollectionState
 from embtune.domain.tasks import TaskKind
-from embtune.schemas.common import NO_NUL
+from embtune.schemas.common import NO_NUL, NOT_A_BOOL
 from embtune.schemas.json_object import JsonObject
 from embtune.schemas.tasks import TaskPublic
 
@@ -77,8 +77,8 @@ class ReindexCreate(BaseModel):
         False, description="Copy the vectors of unchanged items from this model's last complete "
         "collection in the sink; encode only added and changed items.",
     )
-    shards: int | None = Field(
-        None, ge=1, le=256,
+    shards: Annotated[int, Field(ge=1, le=256), NOT_A_BOOL] | None = Field(
+        None,
         description="Split a full reindex into this many item ranges, one queue message each, "
         "so several workers write it at once (default: EMBTUNE_REINDEX_SHARD_ITEMS, else 1).",
     )
