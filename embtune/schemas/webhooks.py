@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from embtune.domain.webhooks import URL_MAX_LENGTH, DeliveryStatus, WebhookEvent
 from embtune.schemas.common import NO_NUL
@@ -55,7 +55,7 @@ class WebhookUpdate(BaseModel):
                                               max_length=len(WebhookEvent),
                                               description=EVENTS_DESCRIPTION)
     description: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class WebhookPublic(BaseModel):

@@ -1,7 +1,7 @@
-"""Integer fields of request bodies take JSON integers only: `true` is not rank 1 (Pydantic's
-lax mode would read it as 1, while the published schema says integer, and the schema fuzz test
-found `rank: true` stored); 2.0 is the integer 2, as in JSON Schema. Each refusal is a 422
-naming the field, with nothing stored."""
+"""Integer and boolean fields of request bodies take JSON integers and booleans only: `true`
+is not rank 1 and `1` is not `enabled: true` (Pydantic's lax mode reads them so, while the
+published schema says otherwise; the schema fuzz test found `rank: true` stored); 2.0 is the
+integer 2, as in JSON Schema. Each refusal is a 422 naming the field, with nothing stored."""
 
 from __future__ import annotations
 
@@ -49,3 +49,15 @@ def test_a_judged_grade_must_be_an_integer(client: TestClient) -> None:
     assert response.status_code == 422, response.text
     assert any(name.endswith("relevant.0.grade") for name in _names(response.json()))
     assert client.get("/api/v1/evaluation-sets").json() == []
+
+
+def test_a_webhook_enabled_flag_must_be_a_boolean(client: TestClient) -> None:
+    created = client.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/embtune",
+                                                    "events": ["task.done"]})
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/webhooks/{created.json()['id']}"
+    assert client.patch(url, json={"enabled": False}).json()["enabled"] is False
+    response = client.patch(url, json={"enabled": 1})  # lax mode would read 1 as true
+    assert response.status_code == 422, response.text
+    assert "body.enabled" in _names(response.json())
+    assert client.get(url).json()["enabled"] is False
