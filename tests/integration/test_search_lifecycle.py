@@ -201,3 +201,7 @@ def test_trials_of_an_unknown_task_are_a_404_and_a_plain_task_has_none(
     model_id = register_model(client)
     task = client.post(TASKS, json={"embedding_model_id": model_id}).json()
     assert _trials(client, task["id"]) == []
+    # and once it ran: a task without `search` records no trial (waiting for it also ends its
+    # run before the worker is stopped, which an abandoned run would outlast)
+    wait_status(client, task["id"], "done")
+    assert _trials(client, task["id"]) == []
