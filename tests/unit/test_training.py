@@ -110,7 +110,9 @@ def test_progress_reports_step_and_total(model: SentenceTransformer, tmp_path: P
     assert (tmp_path / "model.safetensors").is_file()
     # `auto` trains in bf16 where the hardware computes it natively, else in fp32.
     assert outcome.precision == resolve_precision("auto", model.device.type).train
-    assert 0 < outcome.save_s < outcome.runtime_s
+    # writing the weights is timed apart from training (no comparison of the two: on a fast
+    # CPU five tiny steps take about as long as one save)
+    assert outcome.save_s > 0 and outcome.runtime_s > 0
 
 
 @pytest.mark.slow
